@@ -1,0 +1,60 @@
+"""`dasi up`: every service, worker and the provider sandbox under one supervisor (honcho).
+
+Each process's output is prefixed with its name; Ctrl-C (or SIGTERM) stops them all, then the
+embedded servers. If one process dies, the supervisor stops the rest rather than run half a stack.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from shared.settings import PROJECT_ROOT, SERVICE_PORTS
+
+SERVICES = ("ingest", "segmenter", "scheduler", "dispatcher", "attribution")
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+
+
+def _has_worker(service: str) -> bool:
+    return importlib.util.find_spec(f"services.{service}.worker") is not None
+
+
+def process_specs(host: str = "127.0.0.1") -> list[ProcessSpec]:
+    python = sys.executable
+    uvicorn = [python, "-m", "uvicorn", "--factory", "--host", host, "--no-access-log"]
+    specs = [
+        ProcessSpec(name, [*uvicorn, "--port", str(SERVICE_PORTS[name]), f"services.{name}.main:create_app"])
+        for name in SERVICES
+    ]
+    specs += [
+        ProcessSpec(f"{name}-worker", [python, "-m", "arq", f"services.{name}.worker.WorkerSettings"])
+        for name in SERVICES
+        if _has_worker(name)
+    ]
+    specs.append(
+        ProcessSpec(
+            "sandbox", [*uvicorn, "--port", str(SERVICE_PORTS["sandbox"]), "infra.sandbox.main:create_app"]
+        )
+    )
+    return specs
+
+
+def run(env: dict[str, str], host: str = "127.0.0.1") -> int:
+    """Run the stack in the foreground until Ctrl-C or a process exits; returns the exit code."""
+    manager = Manager(Printer(sys.stdout, colour=sys.stdout.isatty()))
+    child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    for spec in process_specs(host):
+        manager.add_process(spec.name, shlex.join(spec.argv), env=child_env, cwd=str(PROJECT_ROOT))
+    manager.loop()
+    return int(manager.returncode or 0)

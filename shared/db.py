@@ -1,0 +1,90 @@
+"""Database plumbing shared by every service: one declarative base, engines and session scopes.
+
+Commit or roll back happens in two places only: `request_session` (the HTTP request's dependency)
+and `session_scope` (a job's or a script's unit of work). Services and repositories only flush().
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from sqlalchemy import MetaData
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# One Postgres schema per service, plus the platform schema (workspaces, keys) that shared/ manages
+PLATFORM_SCHEMA = "platform"
+SERVICE_SCHEMAS = ("ingest", "segmenter", "scheduler", "dispatcher", "attribution")
+ALL_SCHEMAS = (PLATFORM_SCHEMA, *SERVICE_SCHEMAS)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def async_database_url(url: str) -> str:
+    """Accept plain postgres:// URLs too; the services always talk asyncpg."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        async_database_url(settings.require_database_url()),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+AfterCommit = Callable[[], Awaitable[object]]
+
+
+def after_commit(session: AsyncSession, action: AfterCommit) -> None:
+    """Run `action` once the session's transaction has committed; drop it on rollback."""
+    session.info.setdefault("after_commit", []).append(action)
+
+
+async def _run_after_commit(session: AsyncSession) -> None:
+    actions: list[AfterCommit] = session.info.pop("after_commit", [])
+    for action in actions:
+        try:
+            await action()
+        except Exception:
+            # the data is committed; a failed publish is caught up by the outbox / retries
+            log.exception("after_commit_action_failed")
+
+
+@asynccontextmanager
+async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commit when the block ends cleanly, roll back when it raises."""
+    async with sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            session.info.pop("after_commit", None)
+            raise
+    await _run_after_commit(session)

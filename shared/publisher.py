@@ -1,0 +1,53 @@
+"""Publishing that waits for the commit: stream entries and jobs go out only after the transaction
+that caused them has committed, and never if it rolled back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.contracts import Contract
+from shared.db import after_commit
+
+
+async def publish(redis: ArqRedis, stream: str, messages: Sequence[Contract]) -> list[str]:
+    """XADD the messages in one round trip; returns their stream ids."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for message in messages:
+            pipe.xadd(stream, message.to_stream_fields())  # type: ignore[arg-type]
+        ids = await pipe.execute()
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+
+def publish_after_commit(
+    session: AsyncSession, redis: ArqRedis, stream: str, messages: Sequence[Contract]
+) -> None:
+    if messages:
+        after_commit(session, lambda: publish(redis, stream, list(messages)))
+
+
+def enqueue_after_commit(
+    session: AsyncSession,
+    redis: ArqRedis,
+    function: str,
+    message: Contract,
+    *,
+    job_id: str,
+    queue_name: str,
+    defer_until: datetime | None = None,
+) -> None:
+    """Enqueue an arq job after commit. The deterministic `job_id` makes a repeat harmless."""
+
+    async def enqueue() -> object:
+        return await redis.enqueue_job(
+            function,
+            message.to_job_payload(),
+            _job_id=job_id,
+            _queue_name=queue_name,
+            _defer_until=defer_until,
+        )
+
+    after_commit(session, enqueue)

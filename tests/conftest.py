@@ -1,0 +1,1 @@
+"""The dasi test plugin (shared.testing.plugin, loaded from pyproject) provides the servers and fixtures."""
