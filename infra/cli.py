@@ -30,6 +30,9 @@ def _say(message: str) -> None:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    state_dir = str(settings.state_dir.resolve())
+    if orphans := supervisor.stop_orphans(state_dir):
+        _say(f"stopped {orphans} processes left by a previous run that was killed")
     _say("starting servers" + ("" if settings.database_url and settings.redis_url else " (embedded default)"))
     servers = stack.start_servers(settings)
     try:
@@ -38,7 +41,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         migrate.upgrade(servers.database_url)
         _say("migrations at head; starting services (Ctrl-C stops everything)")
         env = {"DASI_DATABASE_URL": servers.database_url, "DASI_REDIS_URL": servers.redis_url}
-        return supervisor.run(env, host=args.host)
+        return supervisor.run(env, state_dir, host=args.host)
     finally:
         _say("stopping servers" if (servers.embedded_postgres or servers.embedded_redis) else "done")
         stack.stop_servers(settings, servers)

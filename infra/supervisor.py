@@ -12,12 +12,15 @@ import shlex
 import sys
 from dataclasses import dataclass
 
+import psutil
 from honcho.manager import Manager
 from honcho.printer import Printer
 
 from shared.settings import PROJECT_ROOT, SERVICE_PORTS
 
 SERVICES = ("ingest", "segmenter", "scheduler", "dispatcher", "attribution")
+# every process of a stack carries this marker, so the next start can find a hard-killed stack's orphans
+STACK_MARKER = "DASI_STACK_STATE_DIR"
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,27 @@ def process_specs(host: str = "127.0.0.1") -> list[ProcessSpec]:
     return specs
 
 
-def run(env: dict[str, str], host: str = "127.0.0.1") -> int:
+def stop_orphans(state_dir: str) -> int:
+    """Terminate processes left by a supervisor of this stack that was killed hard; returns how many."""
+    orphans = []
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if process.pid != os.getpid() and process.environ().get(STACK_MARKER) == state_dir:
+                orphans.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    for process in orphans:
+        process.terminate()
+    _, alive = psutil.wait_procs(orphans, timeout=10)
+    for process in alive:
+        process.kill()
+    return len(orphans)
+
+
+def run(env: dict[str, str], state_dir: str, host: str = "127.0.0.1") -> int:
     """Run the stack in the foreground until Ctrl-C or a process exits; returns the exit code."""
     manager = Manager(Printer(sys.stdout, colour=sys.stdout.isatty()))
-    child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", STACK_MARKER: state_dir}
     for spec in process_specs(host):
         manager.add_process(spec.name, shlex.join(spec.argv), env=child_env, cwd=str(PROJECT_ROOT))
     manager.loop()

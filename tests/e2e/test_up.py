@@ -58,3 +58,47 @@ def test_up_brings_every_service_to_ready_and_ctrl_c_stops_all(settings, tmp_pat
     for name in SERVICE_PORTS:
         assert f"{name} " in output and "|" in output  # every process's lines carry its name
     assert "Application startup complete" in output
+
+
+def test_a_hard_killed_supervisor_leaves_nothing_the_next_start_cannot_clear(settings, tmp_path):
+    env = {**os.environ, "DASI_DATABASE_URL": settings.database_url, "DASI_REDIS_URL": settings.redis_url}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "up"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    second = None
+    try:
+        deadline = time.monotonic() + 60
+        while not _all_ready():
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        first.kill()  # SIGKILL: the services it started are orphaned, still holding their ports
+        first.wait()
+        assert _all_ready()
+
+        log = (tmp_path / "second.log").open("w+")
+        second = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "up"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        time.sleep(3)
+        deadline = time.monotonic() + 60
+        while not _all_ready():
+            assert second.poll() is None, "the second start failed"
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        log.seek(0)
+        assert "left by a previous run" in log.read()
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGINT)
+                process.wait(timeout=20)
