@@ -1,0 +1,122 @@
+"""The tables ingest owns, in the `ingest` schema: profiles, identities, events, received message ids
+(dedupe) and the event outbox.
+
+`events` is range-partitioned by `occurred_at` (monthly). Migration 0002 creates the partitions in
+the schema `ingest_partitions`, which alembic does not compare: the partitions are storage, not
+model, and keeping them beside the parent would make `alembic check` see tables it cannot map.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import PLATFORM_SCHEMA, Base
+
+SCHEMA = "ingest"
+PARTITIONS_SCHEMA = "ingest_partitions"
+
+EVENT_TYPES = ("track", "identify", "page", "screen", "alias", "group")
+IDENTITY_KINDS = ("user_id", "anonymous_id")
+
+_EMPTY_JSON = text("'{}'::jsonb")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Profile(Base):
+    """One shopper of one workspace; `user_id` is the store's id for them once known."""
+
+    __tablename__ = "profiles"
+    __table_args__ = (
+        Index("ix_ingest_profiles_workspace_id_user_id", "workspace_id", "user_id"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{PLATFORM_SCHEMA}.workspaces.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    traits: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=_EMPTY_JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Identity(Base):
+    """An id a shopper was seen under (a userId or an anonymousId), pointing at their profile."""
+
+    __tablename__ = "identities"
+    __table_args__ = (
+        CheckConstraint(_in("kind", IDENTITY_KINDS), name="kind"),
+        {"schema": SCHEMA},
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    profile_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), index=True
+    )
+
+
+class Event(Base):
+    """What a shopper did. The primary key carries `occurred_at` because the table is partitioned by it."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint(_in("type", EVENT_TYPES), name="type"),
+        Index(
+            "ix_ingest_events_workspace_id_profile_id_occurred_at",
+            "workspace_id",
+            "profile_id",
+            "occurred_at",
+        ),
+        Index("ix_ingest_events_workspace_id_occurred_at", "workspace_id", "occurred_at"),
+        {"schema": SCHEMA, "postgresql_partition_by": "RANGE (occurred_at)"},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    workspace_id: Mapped[uuid.UUID]
+    profile_id: Mapped[uuid.UUID]
+    message_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(255))
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=_EMPTY_JSON)
+    context: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=_EMPTY_JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReceivedMessage(Base):
+    """Every messageId ever accepted: a repeat is answered 200 and ignored (ON CONFLICT DO NOTHING)."""
+
+    __tablename__ = "received_messages"
+    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    event_id: Mapped[uuid.UUID]
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxEvent(Base):
+    """An event committed but not yet on the `dasi:events` stream; the row is deleted once XADD succeeded."""
+
+    __tablename__ = "event_outbox"
+    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
+
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    workspace_id: Mapped[uuid.UUID]
+    profile_id: Mapped[uuid.UUID]
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(255))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

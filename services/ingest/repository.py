@@ -1,0 +1,273 @@
+"""SQL of the ingest tables. Set-based: a batch is a few statements over `unnest(...)` arrays (one
+bind parameter per column, so no parameter limit however long the batch), never a loop of INSERTs.
+Every statement is scoped by workspace_id, except the outbox relay's claim, which serves them all."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.ingest.identity import Key, Plan
+from services.ingest.models import OutboxEvent
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    id: uuid.UUID
+    profile_id: uuid.UUID
+    message_id: str
+    type: str
+    name: str | None
+    properties: dict[str, Any]
+    context: dict[str, Any]
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class KnownIdentity:
+    kind: str
+    value: str
+    profile_id: uuid.UUID
+    user_id: str | None
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# -- dedupe --------------------------------------------------------------------------------------
+
+_CLAIM_MESSAGE_IDS = text("""
+    INSERT INTO ingest.received_messages (workspace_id, message_id, event_id, received_at)
+    SELECT :workspace_id, m.message_id, m.event_id, :received_at
+    FROM unnest(CAST(:message_ids AS text[]), CAST(:event_ids AS uuid[])) AS m(message_id, event_id)
+    ON CONFLICT (workspace_id, message_id) DO NOTHING
+    RETURNING message_id
+""")
+
+
+async def claim_message_ids(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    message_ids: Sequence[tuple[str, uuid.UUID]],
+    received_at: datetime,
+) -> set[str]:
+    """Record (message_id, event_id) pairs; returns the message ids not seen before."""
+    if not message_ids:
+        return set()
+    result = await session.execute(
+        _CLAIM_MESSAGE_IDS,
+        {
+            "workspace_id": workspace_id,
+            "received_at": received_at,
+            "message_ids": [m for m, _ in message_ids],
+            "event_ids": [e for _, e in message_ids],
+        },
+    )
+    return set(result.scalars())
+
+
+# -- identities and profiles ---------------------------------------------------------------------
+
+_LOCK_KEYS = text("""
+    SELECT count(pg_advisory_xact_lock(k.h))
+    FROM (SELECT DISTINCT hashtextextended(x, 0) AS h FROM unnest(CAST(:keys AS text[])) AS x ORDER BY 1) AS k
+""")
+
+_FIND_IDENTITIES = text("""
+    SELECT i.kind, i.value, i.profile_id, p.user_id
+    FROM ingest.identities AS i
+    JOIN ingest.profiles AS p ON p.id = i.profile_id AND p.workspace_id = i.workspace_id
+    WHERE i.workspace_id = :workspace_id
+      AND (i.kind, i.value) IN (
+          SELECT * FROM unnest(CAST(:kinds AS text[]), CAST(:values AS text[]))
+      )
+""")
+
+
+async def lock_identities(session: AsyncSession, workspace_id: uuid.UUID, keys: Sequence[Key]) -> None:
+    """Serialise concurrent requests that touch the same ids (until commit), in a fixed order."""
+    if keys:
+        await session.execute(
+            _LOCK_KEYS, {"keys": [f"{workspace_id}/{kind}/{value}" for kind, value in keys]}
+        )
+
+
+async def find_identities(
+    session: AsyncSession, workspace_id: uuid.UUID, keys: Sequence[Key]
+) -> list[KnownIdentity]:
+    if not keys:
+        return []
+    result = await session.execute(
+        _FIND_IDENTITIES,
+        {"workspace_id": workspace_id, "kinds": [k for k, _ in keys], "values": [v for _, v in keys]},
+    )
+    return [KnownIdentity(*row) for row in result.all()]
+
+
+_INSERT_PROFILES = text("""
+    INSERT INTO ingest.profiles (id, workspace_id, user_id, created_at, updated_at)
+    SELECT p.id, :workspace_id, p.user_id, :now, :now
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:user_ids AS text[])) AS p(id, user_id)
+""")
+
+_INSERT_IDENTITIES = text("""
+    INSERT INTO ingest.identities (workspace_id, kind, value, profile_id)
+    SELECT :workspace_id, i.kind, i.value, i.profile_id
+    FROM unnest(CAST(:kinds AS text[]), CAST(:values AS text[]), CAST(:profile_ids AS uuid[]))
+        AS i(kind, value, profile_id)
+    ON CONFLICT (workspace_id, kind, value) DO NOTHING
+""")
+
+_SET_USER_IDS = text("""
+    UPDATE ingest.profiles AS p SET user_id = u.user_id, updated_at = :now
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:user_ids AS text[])) AS u(id, user_id)
+    WHERE p.workspace_id = :workspace_id AND p.id = u.id AND p.user_id IS NULL
+""")
+
+# A merge moves the source profile's identities, events, unpublished outbox rows and traits to the
+# target (the target's traits win), then deletes the source. Several sources merging into one target
+# in the same batch is rare; the traits of only one of them are carried over then.
+_MERGE_STATEMENTS = [
+    text(f"""
+        UPDATE ingest.{table} AS t SET profile_id = m.target
+        FROM unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[])) AS m(source, target)
+        WHERE t.workspace_id = :workspace_id AND t.profile_id = m.source
+    """)  # noqa: S608 - table names are constants
+    for table in ("identities", "events", "event_outbox")
+] + [
+    text("""
+        UPDATE ingest.profiles AS t SET traits = s.traits || t.traits, updated_at = :now
+        FROM unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[])) AS m(source, target)
+        JOIN ingest.profiles AS s ON s.id = m.source AND s.workspace_id = :workspace_id
+        WHERE t.workspace_id = :workspace_id AND t.id = m.target
+    """),
+    text("""
+        DELETE FROM ingest.profiles AS p
+        USING unnest(CAST(:sources AS uuid[])) AS m(source)
+        WHERE p.workspace_id = :workspace_id AND p.id = m.source
+    """),
+]
+
+_MERGE_TRAITS = text("""
+    UPDATE ingest.profiles AS p SET traits = p.traits || CAST(t.traits AS jsonb), updated_at = :now
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:traits AS text[])) AS t(id, traits)
+    WHERE p.workspace_id = :workspace_id AND p.id = t.id
+""")
+
+
+async def apply_plan(session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, now: datetime) -> None:
+    """Write what identity resolution decided: new profiles and identities, merges, traits."""
+    scope: dict[str, Any] = {"workspace_id": workspace_id, "now": now}
+    if plan.new_profiles:
+        profiles = list(plan.new_profiles.items())
+        await session.execute(
+            _INSERT_PROFILES, {**scope, "ids": [p for p, _ in profiles], "user_ids": [u for _, u in profiles]}
+        )
+    if plan.new_identities:
+        identities = list(plan.new_identities.items())
+        await session.execute(
+            _INSERT_IDENTITIES,
+            {
+                **scope,
+                "kinds": [kind for (kind, _), _ in identities],
+                "values": [value for (_, value), _ in identities],
+                "profile_ids": [p for _, p in identities],
+            },
+        )
+    if plan.user_ids:
+        users = list(plan.user_ids.items())
+        await session.execute(
+            _SET_USER_IDS, {**scope, "ids": [p for p, _ in users], "user_ids": [u for _, u in users]}
+        )
+    if plan.merges:
+        merges = {"sources": [s for s, _ in plan.merges], "targets": [t for _, t in plan.merges]}
+        for statement in _MERGE_STATEMENTS:
+            await session.execute(statement, {**scope, **merges})
+    if plan.traits:
+        traits = list(plan.traits.items())
+        await session.execute(
+            _MERGE_TRAITS, {**scope, "ids": [p for p, _ in traits], "traits": [_json(t) for _, t in traits]}
+        )
+
+
+# -- events and outbox ---------------------------------------------------------------------------
+
+_INSERT_EVENTS = text("""
+    WITH input AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS uuid[]), CAST(:profile_ids AS uuid[]), CAST(:message_ids AS text[]),
+            CAST(:types AS text[]), CAST(:names AS text[]), CAST(:properties AS text[]),
+            CAST(:contexts AS text[]), CAST(:occurred_at AS timestamptz[])
+        ) AS e(id, profile_id, message_id, type, name, properties, context, occurred_at)
+    ), events AS (
+        INSERT INTO ingest.events
+            (id, workspace_id, profile_id, message_id, type, name, properties, context, occurred_at,
+             received_at)
+        SELECT id, :workspace_id, profile_id, message_id, type, name, CAST(properties AS jsonb),
+               CAST(context AS jsonb), occurred_at, :received_at
+        FROM input
+    )
+    INSERT INTO ingest.event_outbox (event_id, workspace_id, profile_id, type, name, occurred_at, created_at)
+    SELECT id, :workspace_id, profile_id, type, name, occurred_at, :received_at
+    FROM input
+""")
+
+
+async def insert_events(
+    session: AsyncSession, workspace_id: uuid.UUID, events: Sequence[NewEvent], received_at: datetime
+) -> None:
+    """The events and their outbox rows, in one statement (so in the same transaction)."""
+    if not events:
+        return
+    await session.execute(
+        _INSERT_EVENTS,
+        {
+            "workspace_id": workspace_id,
+            "received_at": received_at,
+            "ids": [e.id for e in events],
+            "profile_ids": [e.profile_id for e in events],
+            "message_ids": [e.message_id for e in events],
+            "types": [e.type for e in events],
+            "names": [e.name for e in events],
+            "properties": [_json(e.properties) for e in events],
+            "contexts": [_json(e.context) for e in events],
+            "occurred_at": [e.occurred_at for e in events],
+        },
+    )
+
+
+async def claim_outbox(session: AsyncSession, created_before: datetime, limit: int) -> list[OutboxEvent]:
+    """Outbox rows of every workspace older than `created_before`, locked for this transaction;
+    rows another relay holds are skipped, so relays can run side by side."""
+    statement = (
+        select(OutboxEvent)
+        .where(OutboxEvent.created_at < created_before)
+        .order_by(OutboxEvent.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+_DELETE_OUTBOX = text("""
+    DELETE FROM ingest.event_outbox AS o
+    USING unnest(CAST(:workspace_ids AS uuid[]), CAST(:event_ids AS uuid[])) AS d(workspace_id, event_id)
+    WHERE o.workspace_id = d.workspace_id AND o.event_id = d.event_id
+""")
+
+
+async def delete_outbox(session: AsyncSession, published: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Forget outbox rows once their events are on the stream: (workspace_id, event_id) pairs."""
+    if published:
+        await session.execute(
+            _DELETE_OUTBOX,
+            {"workspace_ids": [w for w, _ in published], "event_ids": [e for _, e in published]},
+        )

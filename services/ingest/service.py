@@ -1,0 +1,182 @@
+"""Recording tracking messages: dedupe by messageId, clock-skew correction, identity resolution,
+then the events and their outbox rows. Flushes only; the request's session commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.ingest import repository
+from services.ingest.identity import ANONYMOUS_ID, USER_ID, Ids, Key, Resolver
+from services.ingest.repository import NewEvent
+from services.ingest.schemas import (
+    AliasMessage,
+    GroupMessage,
+    IdentifyMessage,
+    PageMessage,
+    ScreenMessage,
+    SegmentMessage,
+    TrackMessage,
+)
+from shared.contracts import EventRecorded
+
+Message = TrackMessage | IdentifyMessage | PageMessage | ScreenMessage | GroupMessage | AliasMessage
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A valid message made ready to store."""
+
+    event_id: uuid.UUID
+    message_id: str
+    message: Message
+    occurred_at: datetime
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    accepted: int
+    duplicates: int
+    events: list[EventRecorded]
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def occurred_at(message: SegmentMessage, received_at: datetime, batch_sent_at: datetime | None) -> datetime:
+    """Segment's clock-skew correction: timestamp + (receivedAt - sentAt), both sent by the same
+    (possibly wrong) device clock. Without a timestamp the event happened when it arrived."""
+    if message.timestamp is None:
+        return received_at
+    timestamp = _aware(message.timestamp)
+    sent_at = message.sent_at or batch_sent_at
+    if sent_at is None:
+        return timestamp
+    return timestamp + (received_at - _aware(sent_at))
+
+
+def _draft(
+    message: Message, received_at: datetime, batch_sent_at: datetime | None, batch_context: dict[str, Any]
+) -> Draft:
+    return Draft(
+        event_id=uuid.uuid4(),
+        message_id=message.message_id or str(uuid.uuid4()),
+        message=message,
+        occurred_at=occurred_at(message, received_at, batch_sent_at),
+        context={**batch_context, **message.context},
+    )
+
+
+def _ids(message: Message) -> Ids:
+    if isinstance(message, AliasMessage):
+        return Ids(message.user_id, message.anonymous_id, previous_id=message.previous_id)
+    traits = message.traits if isinstance(message, IdentifyMessage) else None
+    return Ids(message.user_id, message.anonymous_id, traits=traits)
+
+
+def _keys(ids: Ids) -> list[Key]:
+    keys: list[Key] = []
+    if ids.user_id:
+        keys.append((USER_ID, ids.user_id))
+    if ids.anonymous_id:
+        keys.append((ANONYMOUS_ID, ids.anonymous_id))
+    if ids.previous_id:
+        keys += [(USER_ID, ids.previous_id), (ANONYMOUS_ID, ids.previous_id)]
+    return keys
+
+
+def _name_and_properties(message: Message) -> tuple[str | None, dict[str, Any]]:
+    if isinstance(message, TrackMessage):
+        return message.event, message.properties
+    if isinstance(message, PageMessage | ScreenMessage):
+        category = {"category": message.category} if message.category else {}
+        return message.name, {**category, **message.properties}
+    if isinstance(message, IdentifyMessage):
+        return None, message.traits
+    if isinstance(message, GroupMessage):
+        return message.group_id, message.traits
+    return None, {"previousId": message.previous_id}
+
+
+def _unique(drafts: Sequence[Draft]) -> list[Draft]:
+    """The first of each messageId; a repeat inside one batch is a duplicate like any other."""
+    seen: dict[str, Draft] = {}
+    for draft in drafts:
+        seen.setdefault(draft.message_id, draft)
+    return list(seen.values())
+
+
+async def _resolve_profiles(
+    session: AsyncSession, workspace_id: uuid.UUID, drafts: Sequence[Draft], now: datetime
+) -> list[uuid.UUID]:
+    ids = [_ids(d.message) for d in drafts]
+    keys = sorted({key for i in ids for key in _keys(i)})
+    await repository.lock_identities(session, workspace_id, keys)
+    known = await repository.find_identities(session, workspace_id, keys)
+    resolver = Resolver(
+        known={(k.kind, k.value): k.profile_id for k in known},
+        users={k.profile_id: k.user_id for k in known},
+    )
+    plan = resolver.resolve(ids)
+    await repository.apply_plan(session, workspace_id, plan, now)
+    return plan.profile_of_message
+
+
+def _event(draft: Draft, profile_id: uuid.UUID) -> NewEvent:
+    name, properties = _name_and_properties(draft.message)
+    return NewEvent(
+        id=draft.event_id,
+        profile_id=profile_id,
+        message_id=draft.message_id,
+        type=draft.message.type,
+        name=name,
+        properties=properties,
+        context=draft.context,
+        occurred_at=draft.occurred_at,
+    )
+
+
+def _recorded(workspace_id: uuid.UUID, event: NewEvent) -> EventRecorded:
+    return EventRecorded(
+        workspace_id=workspace_id,
+        event_id=event.id,
+        profile_id=event.profile_id,
+        type=event.type,
+        name=event.name if event.type in ("track", "page", "screen") else None,
+        occurred_at=event.occurred_at,
+    )
+
+
+async def record_messages(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    messages: Sequence[Message],
+    *,
+    received_at: datetime,
+    batch_sent_at: datetime | None = None,
+    batch_context: dict[str, Any] | None = None,
+) -> Recorded:
+    """Store valid messages of one workspace; returns the events to announce once committed.
+
+    A messageId seen before (in this batch or any earlier call) is accepted and ignored.
+    """
+    drafts = _unique([_draft(m, received_at, batch_sent_at, batch_context or {}) for m in messages])
+    fresh_ids = await repository.claim_message_ids(
+        session, workspace_id, [(d.message_id, d.event_id) for d in drafts], received_at
+    )
+    fresh = [d for d in drafts if d.message_id in fresh_ids]
+    profiles = await _resolve_profiles(session, workspace_id, fresh, received_at)
+    events = [_event(draft, profile) for draft, profile in zip(fresh, profiles, strict=True)]
+    await repository.insert_events(session, workspace_id, events, received_at)
+    return Recorded(
+        accepted=len(messages),
+        duplicates=len(messages) - len(fresh),
+        events=[_recorded(workspace_id, e) for e in events],
+    )

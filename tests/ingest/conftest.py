@@ -1,0 +1,72 @@
+"""Ingest test helpers: the app on a frozen clock, write-key headers, and readers for the rows
+and the stream entries a test asserts on."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+
+from services.ingest.main import create_app
+from services.ingest.models import Event, Identity, OutboxEvent, Profile
+from shared.contracts import EventRecorded, decode
+from shared.db import session_scope
+from shared.testing.fixtures import serve
+
+
+def write_key(key: str) -> dict[str, str]:
+    """Segment's convention: the write key as the Basic username, empty password."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+@pytest.fixture
+async def shop(make_workspace):
+    return await make_workspace("다시 스토어")
+
+
+@pytest_asyncio.fixture
+async def client(settings, clock, db, redis, shop) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the ingest app that sends `shop`'s write key."""
+    async with serve(create_app(settings, clock=clock), headers=write_key(shop.write_key)) as http:
+        yield http
+
+
+async def events_of(db, workspace_id: uuid.UUID) -> list[Event]:
+    async with session_scope(db) as session:
+        rows = await session.scalars(
+            select(Event).where(Event.workspace_id == workspace_id).order_by(Event.occurred_at, Event.name)
+        )
+        return list(rows)
+
+
+async def profiles_of(db, workspace_id: uuid.UUID) -> list[Profile]:
+    async with session_scope(db) as session:
+        return list(await session.scalars(select(Profile).where(Profile.workspace_id == workspace_id)))
+
+
+async def identities_of(db, workspace_id: uuid.UUID) -> dict[tuple[str, str], uuid.UUID]:
+    async with session_scope(db) as session:
+        rows = await session.scalars(select(Identity).where(Identity.workspace_id == workspace_id))
+        return {(i.kind, i.value): i.profile_id for i in rows}
+
+
+async def outbox_rows(db) -> list[OutboxEvent]:
+    async with session_scope(db) as session:
+        return list(await session.scalars(select(OutboxEvent)))
+
+
+async def stream_events(redis, stream: str = "dasi:events") -> list[EventRecorded]:
+    entries = await redis.xrange(stream)
+    messages = [decode(fields) for _id, fields in entries]
+    assert all(isinstance(m, EventRecorded) for m in messages)
+    return messages  # type: ignore[return-value]
+
+
+def track(event: str = "Product Viewed", **fields: Any) -> dict[str, Any]:
+    return {"type": "track", "event": event, "properties": {"product": "수분크림", "price": 28000}, **fields}
