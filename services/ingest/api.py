@@ -72,6 +72,7 @@ async def _store(
         session,
         workspace.id,
         messages,
+        timezone=workspace.timezone,
         received_at=resources.clock.now(),
         batch_sent_at=parsed.sent_at if parsed else None,
         batch_context=parsed.context if parsed else None,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, func, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Numeric, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -120,3 +121,88 @@ class OutboxEvent(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ProfileAggregates(Base):
+    """What segments ask about a shopper, kept current with their events (services/ingest/aggregates.py)."""
+
+    __tablename__ = "profile_aggregates"
+    __table_args__ = (Index("ix_ingest_profile_aggregates_workspace_id", "workspace_id"), {"schema": SCHEMA})
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), primary_key=True
+    )
+    workspace_id: Mapped[uuid.UUID]
+    visit_count: Mapped[int] = mapped_column(server_default="0")
+    first_visit_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_visit_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True)
+    )  # start of the latest visit
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # latest activity
+    session_page_views: Mapped[int] = mapped_column(server_default="0")  # in the latest visit
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    purchase_count: Mapped[int] = mapped_column(server_default="0")
+    purchase_total: Mapped[Decimal] = mapped_column(Numeric(18, 2), server_default="0")  # refunds subtracted
+    last_purchase_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cart_item_count: Mapped[int] = mapped_column(server_default="0")
+    cart_total: Mapped[Decimal] = mapped_column(Numeric(18, 2), server_default="0")
+    cart_last_added_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CartItem(Base):
+    """A product in a shopper's current cart."""
+
+    __tablename__ = "cart_items"
+    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), primary_key=True
+    )
+    product_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    workspace_id: Mapped[uuid.UUID]
+    name: Mapped[str | None] = mapped_column(String(255))
+    quantity: Mapped[int]
+    price: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProductView(Base):
+    """A product a shopper viewed, how often and when."""
+
+    __tablename__ = "product_views"
+    __table_args__ = (
+        Index("ix_ingest_product_views_workspace_id_product_id", "workspace_id", "product_id"),
+        {"schema": SCHEMA},
+    )
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), primary_key=True
+    )
+    product_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    workspace_id: Mapped[uuid.UUID]
+    name: Mapped[str | None] = mapped_column(String(255))
+    category: Mapped[str | None] = mapped_column(String(255))
+    brand: Mapped[str | None] = mapped_column(String(255))
+    view_count: Mapped[int]
+    first_viewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_viewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HeldCoupon(Base):
+    """A coupon issued to a shopper (`Coupon Issued`), with its expiry."""
+
+    __tablename__ = "coupons"
+    __table_args__ = (
+        Index("ix_ingest_coupons_workspace_id_coupon_id", "workspace_id", "coupon_id"),
+        {"schema": SCHEMA},
+    )
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), primary_key=True
+    )
+    coupon_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    workspace_id: Mapped[uuid.UUID]
+    name: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ingest import repository
-from services.ingest.identity import ANONYMOUS_ID, USER_ID, Ids, Key, Resolver
+from services.ingest import aggregates, repository
+from services.ingest.identity import ANONYMOUS_ID, USER_ID, Ids, Key, Plan, Resolver
 from services.ingest.repository import NewEvent
 from services.ingest.schemas import (
     AliasMessage,
@@ -115,7 +115,7 @@ def _unique(drafts: Sequence[Draft]) -> list[Draft]:
 
 async def _resolve_profiles(
     session: AsyncSession, workspace_id: uuid.UUID, drafts: Sequence[Draft], now: datetime
-) -> list[uuid.UUID]:
+) -> Plan:
     ids = [_ids(d.message) for d in drafts]
     keys = sorted({key for i in ids for key in _keys(i)})
     await repository.lock_identities(session, workspace_id, keys)
@@ -126,7 +126,7 @@ async def _resolve_profiles(
     )
     plan = resolver.resolve(ids)
     await repository.apply_plan(session, workspace_id, plan, now)
-    return plan.profile_of_message
+    return plan
 
 
 def _event(draft: Draft, profile_id: uuid.UUID) -> NewEvent:
@@ -159,6 +159,7 @@ async def record_messages(
     workspace_id: uuid.UUID,
     messages: Sequence[Message],
     *,
+    timezone: str,
     received_at: datetime,
     batch_sent_at: datetime | None = None,
     batch_context: dict[str, Any] | None = None,
@@ -172,9 +173,13 @@ async def record_messages(
         session, workspace_id, [(d.message_id, d.event_id) for d in drafts], received_at
     )
     fresh = [d for d in drafts if d.message_id in fresh_ids]
-    profiles = await _resolve_profiles(session, workspace_id, fresh, received_at)
-    events = [_event(draft, profile) for draft, profile in zip(fresh, profiles, strict=True)]
+    plan = await _resolve_profiles(session, workspace_id, fresh, received_at)
+    events = [_event(draft, profile) for draft, profile in zip(fresh, plan.profile_of_message, strict=True)]
     await repository.insert_events(session, workspace_id, events, received_at)
+    # merged profiles now own events of other profiles: rebuild them; fold the rest in incrementally
+    merged = sorted({target for _source, target in plan.merges})
+    await aggregates.recompute(session, workspace_id, timezone, merged)
+    await aggregates.apply(session, workspace_id, timezone, [e for e in events if e.profile_id not in merged])
     return Recorded(
         accepted=len(messages),
         duplicates=len(messages) - len(fresh),

@@ -255,3 +255,17 @@ async def test_the_schema_documents_every_tracking_route(client):
         assert {"200", "401", "413", "422"} <= set(operation["responses"])
         assert "application/problem+json" in operation["responses"]["413"]["content"]
     assert "수분크림" in json.dumps(components["BatchRequest"], ensure_ascii=False)
+
+
+async def test_nul_characters_do_not_cost_the_message(client, db, shop):
+    body = (
+        '{"batch": [{"type": "track", "userId": "u-\\u0000-1", "event": "Product\\u0000 Viewed", '
+        '"properties": {"name": "수분\\u0000크림", "escaped": "\\\\u0000"}}]}'
+    )
+    response = await client.post(
+        "/v1/batch", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    [event] = await events_of(db, shop.workspace.id)
+    assert event.name == "Product\ufffd Viewed"
+    assert event.properties == {"name": "수분\ufffd크림", "escaped": "\\u0000"}

@@ -1,0 +1,420 @@
+"""Profile aggregates, kept current in the same transaction as the events, with set-based SQL.
+
+What segments need about a shopper, without scanning their events: visits (a visit ends after 30
+minutes without activity or at local midnight in the workspace timezone), first / last visit, page
+views in the current visit, last login, purchases (count, total with refunds subtracted, last time),
+the current cart, products viewed, and coupons held.
+
+Each batch of new events is reduced in Python to a few typed facts per event (an amount, a product,
+a quantity: `Fact`), so the SQL never casts a shopper's free-form JSON; then one statement per
+family applies them for every profile of the batch at once. Events older than a profile's last
+activity still count for purchases, carts and views, but do not open visits. `recompute` rebuilds a
+profile from all its events (after an identity merge) through the same statements.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, BOOLEAN, INTEGER, NUMERIC, TEXT, TIMESTAMP, UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+SESSION_TIMEOUT = "30 minutes"
+
+# Segment e-commerce spec names, plus the native ones the issue names
+PURCHASE, REFUND = "Order Completed", "Order Refunded"
+CART_ADD, CART_REMOVE = "Product Added", "Product Removed"
+PRODUCT_VIEW = "Product Viewed"
+LOGINS = frozenset({"Signed In", "Signed Up"})
+COUPON_ISSUED = "Coupon Issued"
+# sent from a store's back office, not by the shopper: they do not make a visit
+NOT_SHOPPER_ACTIVITY = frozenset({REFUND, COUPON_ISSUED})
+
+
+class EventLike(Protocol):
+    @property
+    def profile_id(self) -> uuid.UUID: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def properties(self) -> dict[str, Any]: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class Fact:
+    """What one event means for the aggregates."""
+
+    profile_id: uuid.UUID
+    occurred_at: datetime
+    is_activity: bool = False
+    is_page_view: bool = False
+    kind: str | None = None  # login, purchase, refund, cart_add, cart_remove, product_view, coupon
+    amount: Decimal | None = None
+    product_id: str | None = None
+    quantity: int | None = None
+    price: Decimal | None = None
+    label: str | None = None  # product or coupon name
+    category: str | None = None
+    brand: str | None = None
+    expires_at: datetime | None = None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = Decimal(str(value).replace(",", "").strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _quantity(value: Any) -> int:
+    number = _decimal(value)
+    return max(int(number), 0) if number is not None else 1
+
+
+def _text(value: Any, limit: int = 255) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)[:limit] or None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def _product_fact(event: EventLike, kind: str, activity: bool) -> Fact:
+    p = event.properties
+    return Fact(
+        event.profile_id,
+        event.occurred_at,
+        is_activity=activity,
+        kind=kind,
+        product_id=_text(p.get("product_id") or p.get("sku") or p.get("id")),
+        quantity=_quantity(p.get("quantity")),
+        price=_decimal(p.get("price")),
+        label=_text(p.get("name")),
+        category=_text(p.get("category")),
+        brand=_text(p.get("brand")),
+    )
+
+
+def fact_of(event: EventLike) -> Fact | None:
+    """The aggregate meaning of one event, or None if it has none (identify, alias, group)."""
+    if event.type in ("page", "screen"):
+        return Fact(event.profile_id, event.occurred_at, is_activity=True, is_page_view=True)
+    if event.type != "track" or not event.name:
+        return None
+    name, p = event.name, event.properties
+    activity = name not in NOT_SHOPPER_ACTIVITY
+    if name in (CART_ADD, CART_REMOVE, PRODUCT_VIEW):
+        kind = {CART_ADD: "cart_add", CART_REMOVE: "cart_remove", PRODUCT_VIEW: "product_view"}[name]
+        fact = _product_fact(event, kind, activity)
+        return fact if fact.product_id else Fact(event.profile_id, event.occurred_at, is_activity=activity)
+    if name in (PURCHASE, REFUND):
+        amount = _decimal(p.get("total")) if p.get("total") is not None else _decimal(p.get("revenue"))
+        kind = "purchase" if name == PURCHASE else "refund"
+        return Fact(
+            event.profile_id, event.occurred_at, is_activity=activity, kind=kind, amount=amount or Decimal(0)
+        )
+    if name in LOGINS:
+        return Fact(event.profile_id, event.occurred_at, is_activity=activity, kind="login")
+    if name == COUPON_ISSUED and _text(p.get("coupon_id") or p.get("coupon")):
+        return Fact(
+            event.profile_id,
+            event.occurred_at,
+            is_activity=activity,
+            kind="coupon",
+            product_id=_text(p.get("coupon_id") or p.get("coupon")),
+            label=_text(p.get("coupon_name") or p.get("name")),
+            expires_at=_timestamp(p.get("expires_at")),
+        )
+    return Fact(event.profile_id, event.occurred_at, is_activity=activity)
+
+
+# All statements read the batch from the same arrays, as the CTE `facts`.
+_FACTS = """
+facts AS (
+    SELECT * FROM unnest(
+        :profile_ids, :occurred_at, :is_activity, :is_page_view, :kinds, :amounts,
+        :product_ids, :quantities, :prices, :labels, :categories, :brands, :expires_at
+    ) AS f(profile_id, occurred_at, is_activity, is_page_view, kind, amount,
+           product_id, quantity, price, label, category, brand, expires_at)
+)"""
+
+_VISITS_AND_TOTALS = f"""
+WITH {_FACTS},
+known AS (
+    SELECT f.*, a.last_seen_at AS seen_before
+    FROM facts f LEFT JOIN ingest.profile_aggregates a ON a.profile_id = f.profile_id
+),
+activity AS (
+    SELECT profile_id, occurred_at, is_page_view,
+           coalesce(lag(occurred_at) OVER w, seen_before) AS previous
+    FROM known
+    WHERE is_activity AND (seen_before IS NULL OR occurred_at >= seen_before)
+    WINDOW w AS (PARTITION BY profile_id ORDER BY occurred_at)
+),
+visits AS (
+    SELECT *, max(occurred_at) FILTER (WHERE starts_visit) OVER (PARTITION BY profile_id) AS current_visit
+    FROM (
+        SELECT *, previous IS NULL
+               OR occurred_at - previous > interval '{SESSION_TIMEOUT}'
+               OR (occurred_at AT TIME ZONE :tz)::date <> (previous AT TIME ZONE :tz)::date AS starts_visit
+        FROM activity
+    ) marked
+),
+visit_totals AS (
+    SELECT profile_id,
+           count(*) FILTER (WHERE starts_visit) AS new_visits,
+           min(occurred_at) FILTER (WHERE starts_visit) AS first_visit,
+           max(current_visit) AS last_visit,
+           max(occurred_at) AS last_seen,
+           count(*) FILTER (WHERE is_page_view AND occurred_at >= coalesce(current_visit, '-infinity'))
+               AS page_views
+    FROM visits GROUP BY profile_id
+),
+totals AS (
+    SELECT profile_id,
+           max(occurred_at) FILTER (WHERE kind = 'login') AS last_login,
+           count(*) FILTER (WHERE kind = 'purchase') AS purchases,
+           coalesce(sum(amount) FILTER (WHERE kind = 'purchase'), 0)
+             - coalesce(sum(abs(amount)) FILTER (WHERE kind = 'refund'), 0) AS purchase_amount,
+           max(occurred_at) FILTER (WHERE kind = 'purchase') AS last_purchase
+    FROM facts GROUP BY profile_id
+)
+INSERT INTO ingest.profile_aggregates AS a (
+    profile_id, workspace_id, visit_count, first_visit_at, last_visit_at, last_seen_at, session_page_views,
+    last_login_at, purchase_count, purchase_total, last_purchase_at, updated_at
+)
+SELECT t.profile_id, :workspace_id, coalesce(v.new_visits, 0), v.first_visit, v.last_visit, v.last_seen,
+       coalesce(v.page_views, 0), t.last_login, t.purchases, t.purchase_amount, t.last_purchase, now()
+FROM totals t LEFT JOIN visit_totals v USING (profile_id)
+ON CONFLICT (profile_id) DO UPDATE SET
+    visit_count = a.visit_count + excluded.visit_count,
+    first_visit_at = least(a.first_visit_at, excluded.first_visit_at),
+    last_visit_at = greatest(a.last_visit_at, excluded.last_visit_at),
+    last_seen_at = greatest(a.last_seen_at, excluded.last_seen_at),
+    session_page_views = CASE WHEN excluded.last_visit_at IS NOT NULL THEN excluded.session_page_views
+                              ELSE a.session_page_views + excluded.session_page_views END,
+    last_login_at = greatest(a.last_login_at, excluded.last_login_at),
+    purchase_count = a.purchase_count + excluded.purchase_count,
+    purchase_total = a.purchase_total + excluded.purchase_total,
+    last_purchase_at = greatest(a.last_purchase_at, excluded.last_purchase_at),
+    updated_at = now()
+"""
+
+# A purchase empties the cart: what was in it before the purchase goes.
+_CART_EMPTIED = f"""
+WITH {_FACTS},
+emptied AS (
+    SELECT profile_id, max(occurred_at) AS at FROM facts WHERE kind = 'purchase' GROUP BY profile_id
+)
+DELETE FROM ingest.cart_items c USING emptied e WHERE c.profile_id = e.profile_id AND c.added_at <= e.at
+"""
+
+# Then only the cart changes after a profile's last purchase in the batch count.
+_CART_CHANGES = f"""
+WITH {_FACTS},
+emptied AS (
+    SELECT profile_id, max(occurred_at) AS at FROM facts WHERE kind = 'purchase' GROUP BY profile_id
+),
+changes AS (
+    SELECT f.profile_id, f.product_id,
+           sum(CASE WHEN f.kind = 'cart_add' THEN f.quantity ELSE -f.quantity END) AS delta,
+           (array_agg(f.label ORDER BY f.occurred_at DESC) FILTER (WHERE f.label IS NOT NULL))[1] AS label,
+           (array_agg(f.price ORDER BY f.occurred_at DESC) FILTER (WHERE f.price IS NOT NULL))[1] AS price,
+           max(f.occurred_at) FILTER (WHERE f.kind = 'cart_add') AS added_at
+    FROM facts f LEFT JOIN emptied e USING (profile_id)
+    WHERE f.kind IN ('cart_add', 'cart_remove') AND f.occurred_at > coalesce(e.at, '-infinity')
+    GROUP BY f.profile_id, f.product_id
+)
+INSERT INTO ingest.cart_items AS c (profile_id, product_id, workspace_id, name, quantity, price, added_at)
+SELECT profile_id, product_id, :workspace_id, label, delta, price, coalesce(added_at, '-infinity')
+FROM changes
+ON CONFLICT (profile_id, product_id) DO UPDATE SET
+    quantity = c.quantity + excluded.quantity,
+    name = coalesce(excluded.name, c.name),
+    price = coalesce(excluded.price, c.price),
+    added_at = greatest(c.added_at, excluded.added_at)
+"""
+
+_CART_SUMMARY = f"""
+WITH {_FACTS},
+touched AS (
+    SELECT DISTINCT profile_id FROM facts WHERE kind IN ('cart_add', 'cart_remove', 'purchase')
+),
+emptied_rows AS (
+    DELETE FROM ingest.cart_items c USING touched t WHERE c.profile_id = t.profile_id AND c.quantity <= 0
+    RETURNING c.profile_id
+),
+summary AS (
+    SELECT t.profile_id,
+           coalesce(sum(c.quantity) FILTER (WHERE c.quantity > 0), 0) AS items,
+           coalesce(sum(c.quantity * c.price) FILTER (WHERE c.quantity > 0), 0) AS total,
+           max(c.added_at) FILTER (WHERE c.quantity > 0 AND c.added_at > '-infinity') AS last_added
+    FROM touched t LEFT JOIN ingest.cart_items c ON c.profile_id = t.profile_id
+    GROUP BY t.profile_id
+)
+UPDATE ingest.profile_aggregates a
+SET cart_item_count = s.items, cart_total = s.total, cart_last_added_at = s.last_added
+FROM summary s WHERE a.profile_id = s.profile_id
+"""
+
+_PRODUCT_VIEWS = f"""
+WITH {_FACTS}
+INSERT INTO ingest.product_views AS v (
+    profile_id, product_id, workspace_id, name, category, brand, view_count, first_viewed_at, last_viewed_at
+)
+SELECT profile_id, product_id, :workspace_id,
+       (array_agg(label ORDER BY occurred_at DESC) FILTER (WHERE label IS NOT NULL))[1],
+       (array_agg(category ORDER BY occurred_at DESC) FILTER (WHERE category IS NOT NULL))[1],
+       (array_agg(brand ORDER BY occurred_at DESC) FILTER (WHERE brand IS NOT NULL))[1],
+       count(*), min(occurred_at), max(occurred_at)
+FROM facts WHERE kind = 'product_view'
+GROUP BY profile_id, product_id
+ON CONFLICT (profile_id, product_id) DO UPDATE SET
+    name = coalesce(excluded.name, v.name),
+    category = coalesce(excluded.category, v.category),
+    brand = coalesce(excluded.brand, v.brand),
+    view_count = v.view_count + excluded.view_count,
+    first_viewed_at = least(v.first_viewed_at, excluded.first_viewed_at),
+    last_viewed_at = greatest(v.last_viewed_at, excluded.last_viewed_at)
+"""
+
+_COUPONS = f"""
+WITH {_FACTS}
+INSERT INTO ingest.coupons AS c (profile_id, coupon_id, workspace_id, name, expires_at, issued_at)
+SELECT DISTINCT ON (profile_id, product_id)
+       profile_id, product_id, :workspace_id, label, expires_at, occurred_at
+FROM facts WHERE kind = 'coupon'
+ORDER BY profile_id, product_id, occurred_at DESC
+ON CONFLICT (profile_id, coupon_id) DO UPDATE SET
+    name = coalesce(excluded.name, c.name),
+    expires_at = coalesce(excluded.expires_at, c.expires_at),
+    issued_at = greatest(c.issued_at, excluded.issued_at)
+"""
+
+_ARRAY_TYPES: dict[str, ARRAY[Any]] = {
+    "profile_ids": ARRAY(UUID(as_uuid=True)),
+    "occurred_at": ARRAY(TIMESTAMP(timezone=True)),
+    "is_activity": ARRAY(BOOLEAN),
+    "is_page_view": ARRAY(BOOLEAN),
+    "kinds": ARRAY(TEXT),
+    "amounts": ARRAY(NUMERIC),
+    "product_ids": ARRAY(TEXT),
+    "quantities": ARRAY(INTEGER),
+    "prices": ARRAY(NUMERIC),
+    "labels": ARRAY(TEXT),
+    "categories": ARRAY(TEXT),
+    "brands": ARRAY(TEXT),
+    "expires_at": ARRAY(TIMESTAMP(timezone=True)),
+}
+
+
+def _statement(sql: str) -> Any:
+    return text(sql).bindparams(*(bindparam(name, type_=type_) for name, type_ in _ARRAY_TYPES.items()))
+
+
+VISITS_AND_TOTALS, CART_EMPTIED, CART_CHANGES, CART_SUMMARY, PRODUCT_VIEWS, COUPONS = (
+    _statement(sql)
+    for sql in (_VISITS_AND_TOTALS, _CART_EMPTIED, _CART_CHANGES, _CART_SUMMARY, _PRODUCT_VIEWS, _COUPONS)
+)
+
+
+def _arrays(facts: Sequence[Fact]) -> dict[str, list[Any]]:
+    return {
+        "profile_ids": [f.profile_id for f in facts],
+        "occurred_at": [f.occurred_at for f in facts],
+        "is_activity": [f.is_activity for f in facts],
+        "is_page_view": [f.is_page_view for f in facts],
+        "kinds": [f.kind for f in facts],
+        "amounts": [f.amount for f in facts],
+        "product_ids": [f.product_id for f in facts],
+        "quantities": [f.quantity for f in facts],
+        "prices": [f.price for f in facts],
+        "labels": [f.label for f in facts],
+        "categories": [f.category for f in facts],
+        "brands": [f.brand for f in facts],
+        "expires_at": [f.expires_at for f in facts],
+    }
+
+
+async def apply(
+    session: AsyncSession, workspace_id: uuid.UUID, timezone: str, events: Iterable[EventLike]
+) -> None:
+    """Fold new events into their profiles' aggregates (same transaction as the events)."""
+    facts = sorted((f for f in map(fact_of, events) if f is not None), key=lambda f: f.occurred_at)
+    if not facts:
+        return
+    params = {**_arrays(facts), "workspace_id": workspace_id, "tz": timezone}
+    needed = _needed_statements(facts)
+    for statement in needed:
+        await session.execute(statement, params)
+
+
+def _needed_statements(facts: Sequence[Fact]) -> list[Any]:
+    kinds = {f.kind for f in facts}
+    needed = [VISITS_AND_TOTALS]
+    if "purchase" in kinds:
+        needed.append(CART_EMPTIED)
+    if kinds & {"cart_add", "cart_remove"}:
+        needed.append(CART_CHANGES)
+    if kinds & {"cart_add", "cart_remove", "purchase"}:
+        needed.append(CART_SUMMARY)
+    if "product_view" in kinds:
+        needed.append(PRODUCT_VIEWS)
+    if "coupon" in kinds:
+        needed.append(COUPONS)
+    return needed
+
+
+_FORGET = [
+    text(f"DELETE FROM ingest.{table} WHERE workspace_id = :workspace_id AND profile_id = ANY(:profile_ids)")
+    for table in ("profile_aggregates", "cart_items", "product_views", "coupons")
+]
+
+_ALL_EVENTS_OF = text("""
+    SELECT profile_id, type, name, properties, occurred_at FROM ingest.events
+    WHERE workspace_id = :workspace_id AND profile_id = ANY(:profile_ids)
+    ORDER BY occurred_at
+""")
+
+
+@dataclass(frozen=True)
+class _StoredEvent:
+    profile_id: uuid.UUID
+    type: str
+    name: str | None
+    properties: dict[str, Any]
+    occurred_at: datetime
+
+
+async def recompute(
+    session: AsyncSession, workspace_id: uuid.UUID, timezone: str, profile_ids: Sequence[uuid.UUID]
+) -> None:
+    """Rebuild profiles' aggregates from all their events (after an identity merge moved events)."""
+    if not profile_ids:
+        return
+    scope = {"workspace_id": workspace_id, "profile_ids": list(profile_ids)}
+    for statement in _FORGET:
+        await session.execute(statement, scope)
+    rows = await session.execute(_ALL_EVENTS_OF, scope)
+    await apply(session, workspace_id, timezone, [_StoredEvent(*row) for row in rows])
