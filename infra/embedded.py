@@ -147,6 +147,7 @@ def start_redis(state_dir: Path) -> str:
                 "unixsocketperm 700",
                 f"dir {data_dir}",
                 "appendonly yes",  # a second start reuses the data
+                "databases 32",  # 0 for `dasi up`, the next ones for concurrent test runs
                 "daemonize yes",  # detached: a hard-killed supervisor leaves it to be reused
                 f"pidfile {pid_file}",
                 f"logfile {data_dir / 'valkey.log'}",

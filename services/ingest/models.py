@@ -206,3 +206,23 @@ class HeldCoupon(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Consent(Base):
+    """A shopper's latest word on one topic: marketing by sms / kakao / push / email, or night sends."""
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        CheckConstraint("topic IN ('sms', 'kakao', 'push', 'email', 'night')", name="topic"),
+        Index("ix_ingest_consents_workspace_id_topic", "workspace_id", "topic"),
+        {"schema": SCHEMA},
+    )
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workspace_id: Mapped[uuid.UUID]
+    granted: Mapped[bool]
+    given_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

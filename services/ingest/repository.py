@@ -149,6 +149,17 @@ _MERGE_STATEMENTS = [
         JOIN ingest.profiles AS s ON s.id = m.source AND s.workspace_id = :workspace_id
         WHERE t.workspace_id = :workspace_id AND t.id = m.target
     """),
+    # the merged profile keeps the latest word on each consent topic of either profile
+    text("""
+        INSERT INTO ingest.consents AS c (profile_id, topic, workspace_id, granted, given_at, updated_at)
+        SELECT DISTINCT ON (m.target, s.topic) m.target, s.topic, s.workspace_id, s.granted, s.given_at, :now
+        FROM unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[])) AS m(source, target)
+        JOIN ingest.consents AS s ON s.profile_id = m.source AND s.workspace_id = :workspace_id
+        ORDER BY m.target, s.topic, s.given_at DESC
+        ON CONFLICT (profile_id, topic) DO UPDATE
+        SET granted = excluded.granted, given_at = excluded.given_at, updated_at = excluded.updated_at
+        WHERE excluded.given_at >= c.given_at
+    """),
     text("""
         DELETE FROM ingest.profiles AS p
         USING unnest(CAST(:sources AS uuid[])) AS m(source)

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ingest import aggregates, repository
+from services.ingest import aggregates, consents, repository
 from services.ingest.identity import ANONYMOUS_ID, USER_ID, Ids, Key, Plan, Resolver
 from services.ingest.repository import NewEvent
 from services.ingest.schemas import (
@@ -180,6 +180,7 @@ async def record_messages(
     merged = sorted({target for _source, target in plan.merges})
     await aggregates.recompute(session, workspace_id, timezone, merged)
     await aggregates.apply(session, workspace_id, timezone, [e for e in events if e.profile_id not in merged])
+    await consents.record(session, workspace_id, events)
     return Recorded(
         accepted=len(messages),
         duplicates=len(messages) - len(fresh),
