@@ -38,6 +38,10 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[FieldError] | None = None
+    # Extension members: the Segment and RudderStack SDKs read `code` and `message` from an error
+    # body (RudderStack's retries even a 401 for minutes without them).
+    code: str | None = Field(default=None, examples=["validation-error"], description="`type`'s last segment")
+    message: str | None = Field(default=None, description="`detail`, or `title` when there is none")
 
 
 class DasiError(Exception):
@@ -123,6 +127,8 @@ def problem_response(
         detail=detail,
         instance=instance,
         errors=errors,
+        code=slug,
+        message=detail or title,
     )
     return JSONResponse(
         body.model_dump(exclude_none=True),

@@ -6,12 +6,19 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from services.ingest import profiles_api
 from services.ingest.api import openapi_schemas, router
 from shared.app import create_service_app
 from shared.clock import Clock
 from shared.settings import Settings
 
-TAGS = [{"name": "tracking", "description": "Segment-compatible tracking API (write key as Basic username)"}]
+TAGS = [
+    {"name": "tracking", "description": "Segment-compatible tracking API (write key as Basic username)"},
+    {
+        "name": "profiles",
+        "description": "Import members from CSV; read profiles and their events (secret key)",
+    },
+]
 
 
 def _with_request_schemas(app: FastAPI) -> None:
@@ -32,7 +39,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app = create_service_app(
         "ingest",
         description="Collects what shoppers do (Segment-compatible tracking API); keeps profiles current.",
-        routers=[router],
+        routers=[router, profiles_api.router],
         settings=settings,
         clock=clock,
         openapi_tags=TAGS,

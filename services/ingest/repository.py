@@ -48,6 +48,7 @@ _CLAIM_MESSAGE_IDS = text("""
     INSERT INTO ingest.received_messages (workspace_id, message_id, event_id, received_at)
     SELECT :workspace_id, m.message_id, m.event_id, :received_at
     FROM unnest(CAST(:message_ids AS text[]), CAST(:event_ids AS uuid[])) AS m(message_id, event_id)
+    ORDER BY m.message_id  -- one lock order for every request: concurrent retries cannot deadlock
     ON CONFLICT (workspace_id, message_id) DO NOTHING
     RETURNING message_id
 """)
@@ -76,27 +77,37 @@ async def claim_message_ids(
 
 # -- identities and profiles ---------------------------------------------------------------------
 
+# Postgres has room for a few thousand locks across all sessions; a 500 KB batch of tiny messages
+# can name 10,000+ ids, so beyond MAX_ID_LOCKS ids are locked by bucket (coarser, never a 500).
+MAX_ID_LOCKS = 1000
 _LOCK_KEYS = text("""
     SELECT count(pg_advisory_xact_lock(k.h))
-    FROM (SELECT DISTINCT hashtextextended(x, 0) AS h FROM unnest(CAST(:keys AS text[])) AS x ORDER BY 1) AS k
+    FROM (
+        SELECT DISTINCT CASE WHEN :buckets > 0 THEN hashtextextended(x, 0) % :buckets
+                             ELSE hashtextextended(x, 0) END AS h
+        FROM unnest(CAST(:keys AS text[])) AS x ORDER BY 1
+    ) AS k
 """)
 
 _FIND_IDENTITIES = text("""
     SELECT i.kind, i.value, i.profile_id, p.user_id
-    FROM ingest.identities AS i
+    FROM unnest(CAST(:kinds AS text[]), CAST(:values AS text[])) AS k(kind, value)
+    -- LATERAL: one primary-key probe per id, whatever the planner guesses about the table's size
+    CROSS JOIN LATERAL (
+        SELECT * FROM ingest.identities
+        WHERE workspace_id = :workspace_id AND kind = k.kind AND value = k.value
+    ) AS i
     JOIN ingest.profiles AS p ON p.id = i.profile_id AND p.workspace_id = i.workspace_id
-    WHERE i.workspace_id = :workspace_id
-      AND (i.kind, i.value) IN (
-          SELECT * FROM unnest(CAST(:kinds AS text[]), CAST(:values AS text[]))
-      )
 """)
 
 
 async def lock_identities(session: AsyncSession, workspace_id: uuid.UUID, keys: Sequence[Key]) -> None:
     """Serialise concurrent requests that touch the same ids (until commit), in a fixed order."""
     if keys:
+        buckets = MAX_ID_LOCKS if len(keys) > MAX_ID_LOCKS else 0
         await session.execute(
-            _LOCK_KEYS, {"keys": [f"{workspace_id}/{kind}/{value}" for kind, value in keys]}
+            _LOCK_KEYS,
+            {"keys": [f"{workspace_id}/{kind}/{value}" for kind, value in keys], "buckets": buckets},
         )
 
 

@@ -74,10 +74,18 @@ def _draft(
     )
 
 
+def _identify_traits(message: IdentifyMessage) -> dict[str, Any]:
+    """Segment SDKs send `traits`; RudderStack's Python SDK sends them only as `context.traits`."""
+    if message.traits:
+        return message.traits
+    in_context = message.context.get("traits")
+    return in_context if isinstance(in_context, dict) else {}
+
+
 def _ids(message: Message) -> Ids:
     if isinstance(message, AliasMessage):
         return Ids(message.user_id, message.anonymous_id, previous_id=message.previous_id)
-    traits = message.traits if isinstance(message, IdentifyMessage) else None
+    traits = _identify_traits(message) if isinstance(message, IdentifyMessage) else None
     return Ids(message.user_id, message.anonymous_id, traits=traits)
 
 
@@ -99,7 +107,7 @@ def _name_and_properties(message: Message) -> tuple[str | None, dict[str, Any]]:
         category = {"category": message.category} if message.category else {}
         return message.name, {**category, **message.properties}
     if isinstance(message, IdentifyMessage):
-        return None, message.traits
+        return None, _identify_traits(message)
     if isinstance(message, GroupMessage):
         return message.group_id, message.traits
     return None, {"previousId": message.previous_id}
@@ -117,8 +125,7 @@ async def _resolve_profiles(
     session: AsyncSession, workspace_id: uuid.UUID, drafts: Sequence[Draft], now: datetime
 ) -> Plan:
     ids = [_ids(d.message) for d in drafts]
-    keys = sorted({key for i in ids for key in _keys(i)})
-    await repository.lock_identities(session, workspace_id, keys)
+    keys = sorted({key for i in ids for key in _keys(i)})  # locked by the caller
     known = await repository.find_identities(session, workspace_id, keys)
     resolver = Resolver(
         known={(k.kind, k.value): k.profile_id for k in known},
@@ -169,6 +176,10 @@ async def record_messages(
     A messageId seen before (in this batch or any earlier call) is accepted and ignored.
     """
     drafts = _unique([_draft(m, received_at, batch_sent_at, batch_context or {}) for m in messages])
+    # Lock every id the batch names before claiming messageIds: requests sharing a shopper (and so
+    # any retried message) then run one after the other, and nothing waits in a cycle.
+    all_keys = sorted({key for d in drafts for key in _keys(_ids(d.message))})
+    await repository.lock_identities(session, workspace_id, all_keys)
     fresh_ids = await repository.claim_message_ids(
         session, workspace_id, [(d.message_id, d.event_id) for d in drafts], received_at
     )

@@ -269,3 +269,13 @@ async def test_nul_characters_do_not_cost_the_message(client, db, shop):
     [event] = await events_of(db, shop.workspace.id)
     assert event.name == "Product\ufffd Viewed"
     assert event.properties == {"name": "수분\ufffd크림", "escaped": "\\u0000"}
+
+
+async def test_a_batch_naming_thousands_of_shoppers_is_stored(client, db, shop):
+    batch = [
+        {"type": "track", "event": "Signed In", "userId": f"u{i}", "anonymousId": f"a{i}"}
+        for i in range(6000)
+    ]
+    response = await client.post("/v1/batch", json={"batch": batch})
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 6000

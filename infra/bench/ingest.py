@@ -1,0 +1,373 @@
+"""Ingest benchmark: realistic batches through POST /v1/batch, end to end, with the aggregates kept.
+
+    .venv/bin/python -m infra.bench.ingest [--seconds 20] [--workers 2] [--concurrency 16] [--rate 30000]
+
+It starts its own servers (the embedded default, or DASI_DATABASE_URL / DASI_REDIS_URL), a fresh
+database, and the ingest app under uvicorn in separate processes; the load generator runs here.
+It prints, measured in this same run:
+
+1. COPY baseline: the same event rows COPYed into a bare table (what Postgres alone can take);
+2. closed loop: `--concurrency` requests in flight, batches of 100, as fast as ingest answers;
+3. open loop: batches sent at `--rate` events/s (or the closed-loop rate if lower), with latency.
+
+Events: 100,000 shoppers; a batch carries the activity of `--shoppers-per-batch` of them (an SDK in
+a browser or app batches one shopper's events; a store's server mixes several). Per 100 events:
+~60 page views, 15 product views, 10 cart adds, 3 cart removes, 3 orders, 4 identifies, 2 sign-ins,
+3 custom; ~5% repeat a messageId already sent (SDK retries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from infra import migrate, stack
+from shared.db import create_engine, create_sessionmaker, session_scope
+from shared.settings import PROJECT_ROOT, Settings
+from shared.workspaces import create_workspace
+
+BATCH = 100
+SHOPPERS = 100_000
+PORT = 18001
+PRODUCTS = [
+    (f"P{i:04d}", name, price)
+    for i, (name, price) in enumerate(
+        [("수분크림", 28000), ("선크림", 15000), ("토너", 18000), ("립밤", 9000), ("클렌징폼", 12000)] * 40
+    )
+]
+PAGES = ["/", "/sale", "/best", "/new", "/event/black-friday", "/cart", "/mypage"]
+
+
+def _message(rng: random.Random, now: datetime, user: str) -> dict[str, Any]:
+    when = (now - timedelta(seconds=rng.randrange(3600))).isoformat()
+    product_id, name, price = rng.choice(PRODUCTS)
+    roll = rng.random()
+    base = {
+        "userId": user,
+        "timestamp": when,
+        "messageId": uuid.uuid4().hex,
+        "context": {"library": {"name": "analytics-python", "version": "2.4.0"}},
+    }
+    if roll < 0.60:
+        path = rng.choice(PAGES)
+        return {
+            **base,
+            "type": "page",
+            "name": path,
+            "properties": {"url": f"https://dasi.shop{path}", "path": path},
+        }
+    if roll < 0.75:
+        return {
+            **base,
+            "type": "track",
+            "event": "Product Viewed",
+            "properties": {"product_id": product_id, "name": name, "price": price, "category": "스킨케어"},
+        }
+    if roll < 0.85:
+        return {
+            **base,
+            "type": "track",
+            "event": "Product Added",
+            "properties": {"product_id": product_id, "name": name, "price": price, "quantity": 1},
+        }
+    if roll < 0.88:
+        return {**base, "type": "track", "event": "Product Removed", "properties": {"product_id": product_id}}
+    if roll < 0.91:
+        return {
+            **base,
+            "type": "track",
+            "event": "Order Completed",
+            "properties": {
+                "order_id": uuid.uuid4().hex[:12],
+                "total": price * 2,
+                "revenue": price * 2,
+                "products": [{"product_id": product_id, "price": price, "quantity": 2}],
+            },
+        }
+    if roll < 0.95:
+        return {
+            **base,
+            "type": "identify",
+            "traits": {"name": "김민지", "phone": "01012345678", "consents": {"sms": True, "kakao": True}},
+        }
+    if roll < 0.97:
+        return {**base, "type": "track", "event": "Signed In", "properties": {}}
+    return {**base, "type": "track", "event": "Coupon Viewed", "properties": {"coupon": "WELCOME10"}}
+
+
+def make_batches(count: int, shoppers_per_batch: int = 5, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    sent: list[dict[str, Any]] = []
+    batches = []
+    for _ in range(count):
+        batch = []
+        shoppers = [f"member-{rng.randrange(SHOPPERS)}" for _ in range(shoppers_per_batch)]
+        for _ in range(BATCH):
+            if sent and rng.random() < 0.05:
+                batch.append(rng.choice(sent))  # a retry: same messageId
+            else:
+                message = _message(rng, now, rng.choice(shoppers))
+                batch.append(message)
+                if len(sent) < 50_000:
+                    sent.append(message)
+        batches.append(json.dumps({"batch": batch, "sentAt": now.isoformat()}).encode())
+    return batches
+
+
+# --- servers and database ------------------------------------------------------------------------
+
+
+async def _admin(url: str, sql: str) -> None:
+    parsed = make_url(url)
+    conn = await asyncpg.connect(
+        host=parsed.query.get("host") or parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        database="postgres",
+    )
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _new_workspace(settings: Settings) -> str:
+    engine = create_engine(settings)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            created = await create_workspace(session, "벤치마크 스토어")
+        return created.write_key
+    finally:
+        await engine.dispose()
+
+
+def _start_ingest(settings: Settings, workers: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DASI_DATABASE_URL": settings.database_url or "",
+        "DASI_REDIS_URL": settings.redis_url or "",
+        "DASI_LOG_LEVEL": "WARNING",
+        "DASI_DB_POOL_SIZE": "8",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "services.ingest.main:create_app",
+            "--port",
+            str(PORT),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+    )
+
+
+async def _wait_ready(session: aiohttp.ClientSession) -> None:
+    for _ in range(200):
+        try:
+            async with session.get(f"http://127.0.0.1:{PORT}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("ingest did not become ready")
+
+
+# --- measurements --------------------------------------------------------------------------------
+
+
+async def copy_baseline(database_url: str, batches: list[bytes]) -> float:
+    """Events/s for COPYing the same rows into a bare events-shaped table with one index."""
+    parsed = make_url(database_url)
+    conn = await asyncpg.connect(
+        host=parsed.query.get("host") or parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
+    )
+    try:
+        await conn.execute("""
+            CREATE TEMP TABLE bare_events (id uuid, workspace_id uuid, message_id text, type text, name text,
+                properties jsonb, context jsonb, occurred_at timestamptz, received_at timestamptz);
+            CREATE INDEX ON bare_events (workspace_id, occurred_at)""")
+        workspace = uuid.uuid4()
+        now = datetime.now(UTC)
+        rows = [
+            (
+                uuid.uuid4(),
+                workspace,
+                m["messageId"],
+                m["type"],
+                m.get("event") or m.get("name"),
+                json.dumps(m.get("properties") or m.get("traits") or {}),
+                json.dumps(m["context"]),
+                datetime.fromisoformat(m["timestamp"]),
+                now,
+            )
+            for body in batches
+            for m in json.loads(body)["batch"]
+        ]
+        started = time.perf_counter()
+        await conn.copy_records_to_table("bare_events", records=rows)
+        return len(rows) / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+
+
+async def closed_loop(
+    http: aiohttp.ClientSession,
+    batches: list[bytes],
+    seconds: float,
+    concurrency: int,
+    headers: dict[str, str],
+) -> tuple[float, list[float], int]:
+    deadline = time.perf_counter() + seconds
+    latencies: list[float] = []
+    errors = 0
+    index = 0
+
+    async def worker() -> None:
+        nonlocal index, errors
+        while time.perf_counter() < deadline and index < len(batches):
+            body = batches[index]
+            index += 1
+            started = time.perf_counter()
+            async with http.post(f"http://127.0.0.1:{PORT}/v1/batch", data=body, headers=headers) as response:
+                await response.read()
+                errors += response.status != 200
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return len(latencies) * BATCH / elapsed, latencies, errors
+
+
+async def open_loop(
+    http: aiohttp.ClientSession, batches: list[bytes], seconds: float, rate: float, headers: dict[str, str]
+) -> tuple[float, list[float], int]:
+    """Send a batch every BATCH/rate seconds regardless of answers; latency includes queueing."""
+    interval = BATCH / rate
+    count = min(len(batches), int(seconds / interval))
+    latencies: list[float] = []
+    errors = 0
+
+    async def send(body: bytes) -> None:
+        nonlocal errors
+        started = time.perf_counter()
+        async with http.post(f"http://127.0.0.1:{PORT}/v1/batch", data=body, headers=headers) as response:
+            await response.read()
+            errors += response.status != 200
+        latencies.append(time.perf_counter() - started)
+
+    tasks = []
+    started = time.perf_counter()
+    for i in range(count):
+        delay = started + i * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(batches[i])))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    return count * BATCH / elapsed, latencies, errors
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else float("nan")
+
+
+def _report(label: str, rate: float, latencies: list[float], errors: int) -> None:
+    print(
+        f"{label:<34} {rate:>9,.0f} events/s   p50 {_percentile(latencies, 50):6.1f} ms   "
+        f"p99 {_percentile(latencies, 99):6.1f} ms   batches {len(latencies):>5}   non-200 {errors}"
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    # embedded servers of its own (under .dasi/bench), so a test run ending elsewhere cannot stop them
+    base = Settings()
+    if not base.database_url:
+        base = base.model_copy(update={"state_dir": base.state_dir / "bench"})
+    with stack.servers_for_command(base) as ready:  # stops embedded servers only if it started them
+        asyncio.run(measure(args, ready.require_database_url(), ready.require_redis_url()))
+
+
+async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> None:
+    name = f"dasi_bench_{uuid.uuid4().hex[:8]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    database_url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    settings = Settings(database_url=database_url, redis_url=redis_url)
+    write_key = await _new_workspace(settings)
+    import base64
+
+    headers = {
+        "Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode(),
+        "Content-Type": "application/json",
+    }
+    needed = int((args.seconds * 2 + 10) * 60_000 / BATCH)
+    print(f"machine: {os.cpu_count()} cores; generating {needed:,} batches of {BATCH} ...", flush=True)
+    batches = make_batches(needed, args.shoppers_per_batch)
+    copy_rate = await copy_baseline(database_url, batches[:300])
+    print(f"{'COPY baseline (same rows, bare table)':<34} {copy_rate:>9,.0f} events/s")
+
+    process = _start_ingest(settings, args.workers)
+    try:
+        connector = aiohttp.TCPConnector(limit=args.concurrency * 4)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            await _wait_ready(http)
+            warm = batches[:20]
+            await closed_loop(http, warm, 2, 4, headers)
+            half = len(batches) // 2
+            rate, latencies, errors = await closed_loop(
+                http, batches[20:half], args.seconds, args.concurrency, headers
+            )
+            _report(f"closed loop, {args.concurrency} in flight", rate, latencies, errors)
+            target = min(args.rate, rate * 0.9)
+            rate, latencies, errors = await open_loop(http, batches[half:], args.seconds, target, headers)
+            _report(f"open loop at {target:,.0f}/s", rate, latencies, errors)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=30_000)
+    parser.add_argument("--shoppers-per-batch", type=int, default=5)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
