@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # arq polls Redis for new jobs; its 0.5 s default puts ~260 ms into every hop
     worker_poll_delay_s: float = Field(default=0.05, gt=0)
     events_stream: str = "dasi:events"
+    # ingest drops whole months of events older than this (None: keep everything)
+    events_retention_months: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _refuse_default_secret_outside_dev(self) -> Settings:

@@ -21,9 +21,11 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, BOOLEAN, INTEGER, NUMERIC, TEXT, TIMESTAMP, UUID
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.ingest.consents import Consent
+from services.ingest.repository import driver_connection
 
 SESSION_TIMEOUT = "30 minutes"
 
@@ -149,21 +151,22 @@ def fact_of(event: EventLike) -> Fact | None:
     return Fact(event.profile_id, event.occurred_at, is_activity=activity)
 
 
-# All statements read the batch from the same arrays, as the CTE `facts`.
+# All statements read the batch from the same arrays ($1..$13), as the CTE `facts`; $14 is the
+# workspace, $15 its timezone. They run on the request's own asyncpg connection (same transaction),
+# which encodes the arrays natively instead of SQLAlchemy processing every element.
 _FACTS = """
 facts AS (
     SELECT * FROM unnest(
-        :profile_ids, :occurred_at, :is_activity, :is_page_view, :kinds, :amounts,
-        :product_ids, :quantities, :prices, :labels, :categories, :brands, :expires_at
+        $1::uuid[], $2::timestamptz[], $3::boolean[], $4::boolean[], $5::text[], $6::numeric[],
+        $7::text[], $8::integer[], $9::numeric[], $10::text[], $11::text[], $12::text[], $13::timestamptz[]
     ) AS f(profile_id, occurred_at, is_activity, is_page_view, kind, amount,
            product_id, quantity, price, label, category, brand, expires_at)
 )"""
 
 _VISITS_AND_TOTALS = f"""
-WITH {_FACTS},
 known AS (
     SELECT f.*, a.last_seen_at AS seen_before
-    FROM facts f LEFT JOIN ingest.profile_aggregates a ON a.profile_id = f.profile_id
+    FROM facts f LEFT JOIN ingest.profile_aggregates a ON a.profile_id = f.profile_id AND a.workspace_id = $14
 ),
 activity AS (
     SELECT profile_id, occurred_at, is_page_view,
@@ -177,7 +180,8 @@ visits AS (
     FROM (
         SELECT *, previous IS NULL
                OR occurred_at - previous > interval '{SESSION_TIMEOUT}'
-               OR (occurred_at AT TIME ZONE :tz)::date <> (previous AT TIME ZONE :tz)::date AS starts_visit
+               OR (occurred_at AT TIME ZONE $15::text)::date <> (previous AT TIME ZONE $15::text)::date
+                  AS starts_visit
         FROM activity
     ) marked
 ),
@@ -199,36 +203,79 @@ totals AS (
              - coalesce(sum(abs(amount)) FILTER (WHERE kind = 'refund'), 0) AS purchase_amount,
            max(occurred_at) FILTER (WHERE kind = 'purchase') AS last_purchase
     FROM facts GROUP BY profile_id
-)
-INSERT INTO ingest.profile_aggregates AS a (
-    profile_id, workspace_id, visit_count, first_visit_at, last_visit_at, last_seen_at, session_page_views,
-    last_login_at, purchase_count, purchase_total, last_purchase_at, updated_at
-)
-SELECT t.profile_id, :workspace_id, coalesce(v.new_visits, 0), v.first_visit, v.last_visit, v.last_seen,
-       coalesce(v.page_views, 0), t.last_login, t.purchases, t.purchase_amount, t.last_purchase, now()
-FROM totals t LEFT JOIN visit_totals v USING (profile_id)
-ON CONFLICT (profile_id) DO UPDATE SET
-    visit_count = a.visit_count + excluded.visit_count,
-    first_visit_at = least(a.first_visit_at, excluded.first_visit_at),
-    last_visit_at = greatest(a.last_visit_at, excluded.last_visit_at),
-    last_seen_at = greatest(a.last_seen_at, excluded.last_seen_at),
-    session_page_views = CASE WHEN excluded.last_visit_at IS NOT NULL THEN excluded.session_page_views
-                              ELSE a.session_page_views + excluded.session_page_views END,
-    last_login_at = greatest(a.last_login_at, excluded.last_login_at),
-    purchase_count = a.purchase_count + excluded.purchase_count,
-    purchase_total = a.purchase_total + excluded.purchase_total,
-    last_purchase_at = greatest(a.last_purchase_at, excluded.last_purchase_at),
-    updated_at = now()
-"""
+),
+upserted_aggregates AS (
+    INSERT INTO ingest.profile_aggregates AS a (
+        profile_id, workspace_id, visit_count, first_visit_at, last_visit_at, last_seen_at,
+        session_page_views, last_login_at, purchase_count, purchase_total, last_purchase_at, updated_at
+    )
+    SELECT t.profile_id, $14, coalesce(v.new_visits, 0), v.first_visit, v.last_visit, v.last_seen,
+           coalesce(v.page_views, 0), t.last_login, t.purchases, t.purchase_amount, t.last_purchase, now()
+    FROM totals t LEFT JOIN visit_totals v USING (profile_id)
+    ON CONFLICT (profile_id) DO UPDATE SET
+        visit_count = a.visit_count + excluded.visit_count,
+        first_visit_at = least(a.first_visit_at, excluded.first_visit_at),
+        last_visit_at = greatest(a.last_visit_at, excluded.last_visit_at),
+        last_seen_at = greatest(a.last_seen_at, excluded.last_seen_at),
+        session_page_views = CASE WHEN excluded.last_visit_at IS NOT NULL THEN excluded.session_page_views
+                                  ELSE a.session_page_views + excluded.session_page_views END,
+        last_login_at = greatest(a.last_login_at, excluded.last_login_at),
+        purchase_count = a.purchase_count + excluded.purchase_count,
+        purchase_total = a.purchase_total + excluded.purchase_total,
+        last_purchase_at = greatest(a.last_purchase_at, excluded.last_purchase_at),
+        updated_at = now()
+    RETURNING 1
+)"""
 
-# A purchase empties the cart: what was in it before the purchase goes.
-_CART_EMPTIED = f"""
-WITH {_FACTS},
+_PRODUCT_VIEWS = """
+upserted_views AS (
+    INSERT INTO ingest.product_views AS v (
+        profile_id, product_id, workspace_id, name, category, brand, view_count, first_viewed_at,
+        last_viewed_at
+    )
+    SELECT profile_id, product_id, $14,
+           (array_agg(label ORDER BY occurred_at DESC) FILTER (WHERE label IS NOT NULL))[1],
+           (array_agg(category ORDER BY occurred_at DESC) FILTER (WHERE category IS NOT NULL))[1],
+           (array_agg(brand ORDER BY occurred_at DESC) FILTER (WHERE brand IS NOT NULL))[1],
+           count(*), min(occurred_at), max(occurred_at)
+    FROM facts WHERE kind = 'product_view'
+    GROUP BY profile_id, product_id
+    ON CONFLICT (profile_id, product_id) DO UPDATE SET
+        name = coalesce(excluded.name, v.name),
+        category = coalesce(excluded.category, v.category),
+        brand = coalesce(excluded.brand, v.brand),
+        view_count = v.view_count + excluded.view_count,
+        first_viewed_at = least(v.first_viewed_at, excluded.first_viewed_at),
+        last_viewed_at = greatest(v.last_viewed_at, excluded.last_viewed_at)
+    RETURNING 1
+)"""
+
+_COUPONS = """
+upserted_coupons AS (
+    INSERT INTO ingest.coupons AS c (profile_id, coupon_id, workspace_id, name, expires_at, issued_at)
+    SELECT DISTINCT ON (profile_id, product_id)
+           profile_id, product_id, $14, label, expires_at, occurred_at
+    FROM facts WHERE kind = 'coupon'
+    ORDER BY profile_id, product_id, occurred_at DESC
+    ON CONFLICT (profile_id, coupon_id) DO UPDATE SET
+        name = coalesce(excluded.name, c.name),
+        expires_at = coalesce(excluded.expires_at, c.expires_at),
+        issued_at = greatest(c.issued_at, excluded.issued_at)
+    RETURNING 1
+)"""
+
+# A purchase empties the cart: what was in it before the purchase goes. The cart changes run as
+# the next statement, so they see this delete (a data-modifying CTE and its siblings share one
+# snapshot, so the changes cannot join this statement).
+_CART_EMPTIED = """
 emptied AS (
     SELECT profile_id, max(occurred_at) AS at FROM facts WHERE kind = 'purchase' GROUP BY profile_id
-)
-DELETE FROM ingest.cart_items c USING emptied e WHERE c.profile_id = e.profile_id AND c.added_at <= e.at
-"""
+),
+deleted_cart AS (
+    DELETE FROM ingest.cart_items c USING emptied e
+    WHERE c.workspace_id = $14 AND c.profile_id = e.profile_id AND c.added_at <= e.at
+    RETURNING 1
+)"""
 
 # Then only the cart changes after a profile's last purchase in the batch count.
 _CART_CHANGES = f"""
@@ -247,7 +294,7 @@ changes AS (
     GROUP BY f.profile_id, f.product_id
 )
 INSERT INTO ingest.cart_items AS c (profile_id, product_id, workspace_id, name, quantity, price, added_at)
-SELECT profile_id, product_id, :workspace_id, label, delta, price, coalesce(added_at, '-infinity')
+SELECT profile_id, product_id, $14, label, delta, price, coalesce(added_at, '-infinity')
 FROM changes
 ON CONFLICT (profile_id, product_id) DO UPDATE SET
     quantity = c.quantity + excluded.quantity,
@@ -262,7 +309,8 @@ touched AS (
     SELECT DISTINCT profile_id FROM facts WHERE kind IN ('cart_add', 'cart_remove', 'purchase')
 ),
 emptied_rows AS (
-    DELETE FROM ingest.cart_items c USING touched t WHERE c.profile_id = t.profile_id AND c.quantity <= 0
+    DELETE FROM ingest.cart_items c USING touched t
+    WHERE c.workspace_id = $14 AND c.profile_id = t.profile_id AND c.quantity <= 0
     RETURNING c.profile_id
 ),
 summary AS (
@@ -270,120 +318,97 @@ summary AS (
            coalesce(sum(c.quantity) FILTER (WHERE c.quantity > 0), 0) AS items,
            coalesce(sum(c.quantity * c.price) FILTER (WHERE c.quantity > 0), 0) AS total,
            max(c.added_at) FILTER (WHERE c.quantity > 0 AND c.added_at > '-infinity') AS last_added
-    FROM touched t LEFT JOIN ingest.cart_items c ON c.profile_id = t.profile_id
+    FROM touched t LEFT JOIN ingest.cart_items c ON c.profile_id = t.profile_id AND c.workspace_id = $14
     GROUP BY t.profile_id
 )
 UPDATE ingest.profile_aggregates a
 SET cart_item_count = s.items, cart_total = s.total, cart_last_added_at = s.last_added
-FROM summary s WHERE a.profile_id = s.profile_id
+FROM summary s WHERE a.workspace_id = $14 AND a.profile_id = s.profile_id
 """
 
-_PRODUCT_VIEWS = f"""
-WITH {_FACTS}
-INSERT INTO ingest.product_views AS v (
-    profile_id, product_id, workspace_id, name, category, brand, view_count, first_viewed_at, last_viewed_at
-)
-SELECT profile_id, product_id, :workspace_id,
-       (array_agg(label ORDER BY occurred_at DESC) FILTER (WHERE label IS NOT NULL))[1],
-       (array_agg(category ORDER BY occurred_at DESC) FILTER (WHERE category IS NOT NULL))[1],
-       (array_agg(brand ORDER BY occurred_at DESC) FILTER (WHERE brand IS NOT NULL))[1],
-       count(*), min(occurred_at), max(occurred_at)
-FROM facts WHERE kind = 'product_view'
-GROUP BY profile_id, product_id
-ON CONFLICT (profile_id, product_id) DO UPDATE SET
-    name = coalesce(excluded.name, v.name),
-    category = coalesce(excluded.category, v.category),
-    brand = coalesce(excluded.brand, v.brand),
-    view_count = v.view_count + excluded.view_count,
-    first_viewed_at = least(v.first_viewed_at, excluded.first_viewed_at),
-    last_viewed_at = greatest(v.last_viewed_at, excluded.last_viewed_at)
-"""
+# Consents (latest word wins) ride along in the first statement: $16..$19.
+_CONSENTS = """
+upserted_consents AS (
+    INSERT INTO ingest.consents AS c (profile_id, topic, workspace_id, granted, given_at, updated_at)
+    SELECT DISTINCT ON (profile_id, topic) profile_id, topic, $14, granted, given_at, now()
+    FROM unnest($16::uuid[], $17::text[], $18::boolean[], $19::timestamptz[])
+        AS n(profile_id, topic, granted, given_at)
+    ORDER BY profile_id, topic, given_at DESC
+    ON CONFLICT (profile_id, topic) DO UPDATE
+    SET granted = excluded.granted, given_at = excluded.given_at, updated_at = now()
+    WHERE excluded.given_at >= c.given_at
+    RETURNING 1
+)"""
 
-_COUPONS = f"""
-WITH {_FACTS}
-INSERT INTO ingest.coupons AS c (profile_id, coupon_id, workspace_id, name, expires_at, issued_at)
-SELECT DISTINCT ON (profile_id, product_id)
-       profile_id, product_id, :workspace_id, label, expires_at, occurred_at
-FROM facts WHERE kind = 'coupon'
-ORDER BY profile_id, product_id, occurred_at DESC
-ON CONFLICT (profile_id, coupon_id) DO UPDATE SET
-    name = coalesce(excluded.name, c.name),
-    expires_at = coalesce(excluded.expires_at, c.expires_at),
-    issued_at = greatest(c.issued_at, excluded.issued_at)
-"""
-
-_ARRAY_TYPES: dict[str, ARRAY[Any]] = {
-    "profile_ids": ARRAY(UUID(as_uuid=True)),
-    "occurred_at": ARRAY(TIMESTAMP(timezone=True)),
-    "is_activity": ARRAY(BOOLEAN),
-    "is_page_view": ARRAY(BOOLEAN),
-    "kinds": ARRAY(TEXT),
-    "amounts": ARRAY(NUMERIC),
-    "product_ids": ARRAY(TEXT),
-    "quantities": ARRAY(INTEGER),
-    "prices": ARRAY(NUMERIC),
-    "labels": ARRAY(TEXT),
-    "categories": ARRAY(TEXT),
-    "brands": ARRAY(TEXT),
-    "expires_at": ARRAY(TIMESTAMP(timezone=True)),
+_FAMILIES = {
+    "product_view": _PRODUCT_VIEWS,
+    "coupon": _COUPONS,
+    "purchase": _CART_EMPTIED,
 }
+_FIRST_CACHE: dict[tuple[frozenset[str], bool], str] = {}
 
 
-def _statement(sql: str) -> Any:
-    return text(sql).bindparams(*(bindparam(name, type_=type_) for name, type_ in _ARRAY_TYPES.items()))
+def _first_statement(kinds: frozenset[str], with_consents: bool) -> str:
+    """One statement for every family touching its own table: visits and totals, product views,
+    coupons, the cart cleared by a purchase, consents. Only the families the batch needs are in it."""
+    key = (frozenset(kinds & _FAMILIES.keys()), with_consents)
+    sql = _FIRST_CACHE.get(key)
+    if sql is None:
+        parts = [_FACTS, _VISITS_AND_TOTALS]
+        parts += [cte for kind, cte in _FAMILIES.items() if kind in kinds]
+        if with_consents:
+            parts.append(_CONSENTS)
+        sql = _FIRST_CACHE[key] = "WITH " + ",\n".join(parts) + "\nSELECT 1"
+    return sql
 
 
-VISITS_AND_TOTALS, CART_EMPTIED, CART_CHANGES, CART_SUMMARY, PRODUCT_VIEWS, COUPONS = (
-    _statement(sql)
-    for sql in (_VISITS_AND_TOTALS, _CART_EMPTIED, _CART_CHANGES, _CART_SUMMARY, _PRODUCT_VIEWS, _COUPONS)
-)
-
-
-def _arrays(facts: Sequence[Fact]) -> dict[str, list[Any]]:
-    return {
-        "profile_ids": [f.profile_id for f in facts],
-        "occurred_at": [f.occurred_at for f in facts],
-        "is_activity": [f.is_activity for f in facts],
-        "is_page_view": [f.is_page_view for f in facts],
-        "kinds": [f.kind for f in facts],
-        "amounts": [f.amount for f in facts],
-        "product_ids": [f.product_id for f in facts],
-        "quantities": [f.quantity for f in facts],
-        "prices": [f.price for f in facts],
-        "labels": [f.label for f in facts],
-        "categories": [f.category for f in facts],
-        "brands": [f.brand for f in facts],
-        "expires_at": [f.expires_at for f in facts],
-    }
+def _arrays(facts: Sequence[Fact]) -> list[list[Any]]:
+    return [
+        [f.profile_id for f in facts],
+        [f.occurred_at for f in facts],
+        [f.is_activity for f in facts],
+        [f.is_page_view for f in facts],
+        [f.kind for f in facts],
+        [f.amount for f in facts],
+        [f.product_id for f in facts],
+        [f.quantity for f in facts],
+        [f.price for f in facts],
+        [f.label for f in facts],
+        [f.category for f in facts],
+        [f.brand for f in facts],
+        [f.expires_at for f in facts],
+    ]
 
 
 async def apply(
-    session: AsyncSession, workspace_id: uuid.UUID, timezone: str, events: Iterable[EventLike]
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    timezone: str,
+    events: Iterable[EventLike],
+    consents: Sequence[Consent] = (),
 ) -> None:
-    """Fold new events into their profiles' aggregates (same transaction as the events)."""
+    """Fold new events into their profiles' aggregates (same transaction as the events), and record
+    `consents` (the latest word on each topic wins) in the same round trip."""
     facts = sorted((f for f in map(fact_of, events) if f is not None), key=lambda f: f.occurred_at)
-    if not facts:
+    if not facts and not consents:
         return
-    params = {**_arrays(facts), "workspace_id": workspace_id, "tz": timezone}
-    needed = _needed_statements(facts)
-    for statement in needed:
-        await session.execute(statement, params)
-
-
-def _needed_statements(facts: Sequence[Fact]) -> list[Any]:
-    kinds = {f.kind for f in facts}
-    needed = [VISITS_AND_TOTALS]
-    if "purchase" in kinds:
-        needed.append(CART_EMPTIED)
+    kinds = frozenset(f.kind for f in facts if f.kind is not None)
+    arrays = _arrays(facts)
+    first_args: list[Any] = [*arrays, workspace_id, timezone]
+    if consents:
+        first_args += [
+            [c.profile_id for c in consents],
+            [c.topic for c in consents],
+            [c.granted for c in consents],
+            [c.given_at for c in consents],
+        ]
+    connection = await driver_connection(session)
+    await connection.execute(_first_statement(kinds, bool(consents)), *first_args)
+    cart_args = [*arrays, workspace_id]
     if kinds & {"cart_add", "cart_remove"}:
-        needed.append(CART_CHANGES)
+        await connection.execute(_CART_CHANGES, *cart_args)
     if kinds & {"cart_add", "cart_remove", "purchase"}:
-        needed.append(CART_SUMMARY)
-    if "product_view" in kinds:
-        needed.append(PRODUCT_VIEWS)
-    if "coupon" in kinds:
-        needed.append(COUPONS)
-    return needed
+        await connection.execute(_CART_SUMMARY, *cart_args)
 
 
 _FORGET = [

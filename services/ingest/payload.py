@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
 from services.ingest.schemas import (
     AliasMessage,
+    AnyMessage,
     GroupMessage,
     IdentifyMessage,
     PageMessage,
@@ -154,6 +155,22 @@ def _encoded_size(data: Any) -> int:
     return len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
 
 
+_ALL_MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[AnyMessage])
+
+
+def _all_valid(batch: list[Any]) -> list[Message] | None:
+    """The common case in one pass: every message fits, is valid and names a shopper. None when
+    any does not; then each message is checked on its own, for the errors by index."""
+    # when the whole batch fits in one message's limit, so does each message
+    if _encoded_size(batch) > MESSAGE_LIMIT and any(_encoded_size(i) > MESSAGE_LIMIT for i in batch):
+        return None
+    try:
+        messages = _ALL_MESSAGES.validate_python(batch)
+    except ValidationError:
+        return None
+    return messages if all(m.user_id or m.anonymous_id for m in messages) else None
+
+
 def parse_batch(body: Any) -> ParsedBatch:
     """Split a batch into valid messages and rejected indexes with the reasons."""
     try:
@@ -161,6 +178,10 @@ def parse_batch(body: Any) -> ParsedBatch:
     except ValidationError as exc:
         raise_invalid(field_errors_from_pydantic(_details(exc), prefix=("body",)))
     parsed = ParsedBatch(sent_at=envelope.sent_at, context=envelope.context)
+    valid = _all_valid(envelope.batch)
+    if valid is not None:
+        parsed.messages = valid
+        return parsed
     for index, item in enumerate(envelope.batch):
         path = ("body", "batch", index)
         if _encoded_size(item) > MESSAGE_LIMIT:

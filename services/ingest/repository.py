@@ -38,20 +38,31 @@ class KnownIdentity:
     user_id: str | None
 
 
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session, inside the session's transaction. The big array
+    statements run on it directly: asyncpg encodes uuid[] / text[] / timestamptz[] natively, where
+    SQLAlchemy would process every element of every array."""
+    connection = await session.connection()
+    raw: Any = (await connection.get_raw_connection()).driver_connection
+    if not raw.is_in_transaction():  # SQLAlchemy's adapter begins lazily, on its first statement
+        await connection.execute(text("SELECT 1"))
+    return raw
+
+
 def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 # -- dedupe --------------------------------------------------------------------------------------
 
-_CLAIM_MESSAGE_IDS = text("""
+_CLAIM_MESSAGE_IDS = """
     INSERT INTO ingest.received_messages (workspace_id, message_id, event_id, received_at)
-    SELECT :workspace_id, m.message_id, m.event_id, :received_at
-    FROM unnest(CAST(:message_ids AS text[]), CAST(:event_ids AS uuid[])) AS m(message_id, event_id)
+    SELECT $1::uuid, m.message_id, m.event_id, $2::timestamptz
+    FROM unnest($3::text[], $4::uuid[]) AS m(message_id, event_id)
     ORDER BY m.message_id  -- one lock order for every request: concurrent retries cannot deadlock
     ON CONFLICT (workspace_id, message_id) DO NOTHING
     RETURNING message_id
-""")
+"""
 
 
 async def claim_message_ids(
@@ -63,16 +74,15 @@ async def claim_message_ids(
     """Record (message_id, event_id) pairs; returns the message ids not seen before."""
     if not message_ids:
         return set()
-    result = await session.execute(
+    connection = await driver_connection(session)
+    rows = await connection.fetch(
         _CLAIM_MESSAGE_IDS,
-        {
-            "workspace_id": workspace_id,
-            "received_at": received_at,
-            "message_ids": [m for m, _ in message_ids],
-            "event_ids": [e for _, e in message_ids],
-        },
+        workspace_id,
+        received_at,
+        [m for m, _ in message_ids],
+        [e for _, e in message_ids],
     )
-    return set(result.scalars())
+    return {row[0] for row in rows}
 
 
 # -- identities and profiles ---------------------------------------------------------------------
@@ -222,25 +232,24 @@ async def apply_plan(session: AsyncSession, workspace_id: uuid.UUID, plan: Plan,
 
 # -- events and outbox ---------------------------------------------------------------------------
 
-_INSERT_EVENTS = text("""
+_INSERT_EVENTS = """
     WITH input AS (
         SELECT * FROM unnest(
-            CAST(:ids AS uuid[]), CAST(:profile_ids AS uuid[]), CAST(:message_ids AS text[]),
-            CAST(:types AS text[]), CAST(:names AS text[]), CAST(:properties AS text[]),
-            CAST(:contexts AS text[]), CAST(:occurred_at AS timestamptz[])
+            $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+            $10::timestamptz[]
         ) AS e(id, profile_id, message_id, type, name, properties, context, occurred_at)
     ), events AS (
         INSERT INTO ingest.events
             (id, workspace_id, profile_id, message_id, type, name, properties, context, occurred_at,
              received_at)
-        SELECT id, :workspace_id, profile_id, message_id, type, name, CAST(properties AS jsonb),
-               CAST(context AS jsonb), occurred_at, :received_at
+        SELECT id, $1::uuid, profile_id, message_id, type, name, CAST(properties AS jsonb),
+               CAST(context AS jsonb), occurred_at, $2::timestamptz
         FROM input
     )
     INSERT INTO ingest.event_outbox (event_id, workspace_id, profile_id, type, name, occurred_at, created_at)
-    SELECT id, :workspace_id, profile_id, type, name, occurred_at, :received_at
+    SELECT id, $1::uuid, profile_id, type, name, occurred_at, $2::timestamptz
     FROM input
-""")
+"""
 
 
 async def insert_events(
@@ -249,20 +258,19 @@ async def insert_events(
     """The events and their outbox rows, in one statement (so in the same transaction)."""
     if not events:
         return
-    await session.execute(
+    connection = await driver_connection(session)
+    await connection.execute(
         _INSERT_EVENTS,
-        {
-            "workspace_id": workspace_id,
-            "received_at": received_at,
-            "ids": [e.id for e in events],
-            "profile_ids": [e.profile_id for e in events],
-            "message_ids": [e.message_id for e in events],
-            "types": [e.type for e in events],
-            "names": [e.name for e in events],
-            "properties": [_json(e.properties) for e in events],
-            "contexts": [_json(e.context) for e in events],
-            "occurred_at": [e.occurred_at for e in events],
-        },
+        workspace_id,
+        received_at,
+        [e.id for e in events],
+        [e.profile_id for e in events],
+        [e.message_id for e in events],
+        [e.type for e in events],
+        [e.name for e in events],
+        [_json(e.properties) for e in events],
+        [_json(e.context) for e in events],
+        [e.occurred_at for e in events],
     )
 
 

@@ -190,8 +190,14 @@ async def record_messages(
     # merged profiles now own events of other profiles: rebuild them; fold the rest in incrementally
     merged = sorted({target for _source, target in plan.merges})
     await aggregates.recompute(session, workspace_id, timezone, merged)
-    await aggregates.apply(session, workspace_id, timezone, [e for e in events if e.profile_id not in merged])
-    await consents.record(session, workspace_id, events)
+    # consents (latest word wins) go in the same round trip as the aggregates
+    await aggregates.apply(
+        session,
+        workspace_id,
+        timezone,
+        [e for e in events if e.profile_id not in merged],
+        [c for e in events for c in consents.consents_of(e)],
+    )
     return Recorded(
         accepted=len(messages),
         duplicates=len(messages) - len(fresh),

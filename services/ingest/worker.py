@@ -1,10 +1,15 @@
-"""The ingest worker: re-publishes outbox rows the requests could not (Redis was down) every 5 s.
-Run: arq services.ingest.worker.WorkerSettings"""
+"""The ingest worker. Run: arq services.ingest.worker.WorkerSettings
+
+- every 5 s: re-publish outbox rows the requests could not (Redis was down);
+- daily at 03:10 UTC (and at start): make the next months' event partitions, drop months past
+  DASI_EVENTS_RETENTION_MONTHS.
+"""
 
 from __future__ import annotations
 
 from arq.cron import cron
 
+from services.ingest.partitions import maintain_partitions
 from services.ingest.relay import relay_outbox
 from shared.worker import worker_settings
 
@@ -12,7 +17,10 @@ QUEUE = "dasi:ingest"
 
 WorkerSettings = worker_settings(
     "ingest",
-    [relay_outbox],
+    [relay_outbox, maintain_partitions],
     queue_name=QUEUE,
-    cron_jobs=[cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True, timeout=60)],
+    cron_jobs=[
+        cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True, timeout=60),
+        cron(maintain_partitions, hour={3}, minute={10}, second={0}, run_at_startup=True, timeout=600),
+    ],
 )

@@ -74,7 +74,7 @@ async def test_the_relay_job_runs_in_a_real_worker(settings, clock, db, redis, s
 
 
 def test_the_worker_runs_the_relay_every_few_seconds():
-    [job] = worker.WorkerSettings.cron_jobs  # type: ignore[attr-defined]
-    assert isinstance(job, CronJob) and job.coroutine is relay_outbox
+    [job] = [j for j in worker.WorkerSettings.cron_jobs if j.coroutine is relay_outbox]  # type: ignore[attr-defined]
+    assert isinstance(job, CronJob)
     assert job.second is not None and len(job.second) >= 6  # at least every 10 s
     assert worker.WorkerSettings.queue_name == worker.QUEUE  # type: ignore[attr-defined]
