@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 TOPICS = ("sms", "kakao", "push", "email", "night")
 _YES = {"true", "y", "yes", "1", "동의", "예", "수신", "on"}
-_NO = {"false", "n", "no", "0", "거부", "아니오", "미동의", "수신거부", "off"}
+_NO = {"false", "n", "no", "0", "거부", "아니오", "아니요", "미동의", "수신거부", "off"}
 
 
 class IdentifyLike(Protocol):

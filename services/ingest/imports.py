@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.ingest.consents import parse_granted
 from services.ingest.relay import publish_after_commit
 from services.ingest.schemas import IdentifyMessage
 from services.ingest.service import record_messages
@@ -63,8 +64,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 CONSENT_FIELDS = {f"{topic}_consent": topic for topic in ("sms", "email", "kakao", "push", "night")}
 
-YES = frozenset({"y", "yes", "예", "동의", "수신", "true", "1"})
-NO = frozenset({"n", "no", "아니오", "아니요", "거부", "미동의", "수신거부", "false", "0"})
 GENDERS = {"남": "male", "남자": "male", "m": "male", "male": "male"} | {
     "여": "female",
     "여자": "female",
@@ -258,12 +257,10 @@ def signed_up_at(value: str, tz: ZoneInfo) -> str:
 
 
 def consent(value: str) -> bool:
-    word = value.lower()
-    if word in YES:
-        return True
-    if word in NO:
-        return False
-    raise BadValue("not a consent: expected Y/N, 예/아니오, 동의/거부, true/false or 1/0")
+    granted = parse_granted(value)
+    if granted is None:
+        raise BadValue("not a consent: expected Y/N, 예/아니오, 동의/거부, true/false or 1/0")
+    return granted
 
 
 def gender(value: str) -> str:
