@@ -4,12 +4,19 @@
 - Ingestion: the write key as the HTTP Basic username with an empty password (the Segment HTTP
   API convention, so existing SDKs work unchanged). A write key is safe to embed in a site, so it
   opens ingestion only; a secret key is never accepted there either (it must not leak into sites).
+
+Write keys are looked up on every tracking request, so each app remembers the workspace of a valid
+write key for WRITE_KEY_TTL seconds (`WriteKeyCache`, on `app.state`, one per app and process).
+Consequence: a revoked write key (or a changed workspace timezone) may still be honoured for up to
+WRITE_KEY_TTL seconds by a process that saw it just before. Unknown keys are not remembered, so a
+new key works at once. Secret keys are not cached: revoking one takes effect on the next request.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Annotated
@@ -32,6 +39,47 @@ class WorkspaceContext:
     name: str
     timezone: str
     currency: str
+
+
+WRITE_KEY_TTL = 10.0  # seconds a process keeps trusting a write key it has checked
+WRITE_KEY_CACHE_SIZE = 10_000
+
+
+class WriteKeyCache:
+    """Write key -> workspace for WRITE_KEY_TTL seconds (monotonic clock), at most `size` keys."""
+
+    def __init__(self, ttl: float = WRITE_KEY_TTL, size: int = WRITE_KEY_CACHE_SIZE) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[str, tuple[float, WorkspaceContext]] = {}
+
+    def get(self, raw_key: str) -> WorkspaceContext | None:
+        entry = self._entries.get(raw_key)
+        if entry is None:
+            return None
+        expires, workspace = entry
+        if time.monotonic() >= expires:
+            del self._entries[raw_key]
+            return None
+        return workspace
+
+    def put(self, raw_key: str, workspace: WorkspaceContext) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()  # crude, and only under a flood of distinct valid keys
+        self._entries[raw_key] = (time.monotonic() + self.ttl, workspace)
+
+    def clear(self) -> None:
+        """Forget every key now (e.g. a test or an admin action that must see a revocation at once)."""
+        self._entries.clear()
+
+
+def write_key_cache(request: Request) -> WriteKeyCache:
+    """The app's write-key cache, made on first use."""
+    state = request.app.state
+    cache: WriteKeyCache | None = getattr(state, "write_key_cache", None)
+    if cache is None:
+        cache = state.write_key_cache = WriteKeyCache()
+    return cache
 
 
 _bearer = HTTPBearer(auto_error=False, description="A secret key of the workspace: `dasi_sk_...`")
@@ -80,9 +128,15 @@ async def require_write_key(
         raise Unauthorized(
             "Send the write key as the HTTP Basic username with an empty password", scheme="Basic"
         )
+    cache = write_key_cache(request)
+    workspace = cache.get(raw_key)
+    if workspace is not None:
+        structlog.contextvars.bind_contextvars(workspace_id=str(workspace.id))
+        return workspace
     workspace = await _resolve(session, raw_key, KeyKind.write)
     if workspace is None:
         raise Unauthorized("This key is not a valid write key", scheme="Basic")
+    cache.put(raw_key, workspace)
     return workspace
 
 

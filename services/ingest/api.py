@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request
 from pydantic.json_schema import models_json_schema
 
 from services.ingest import payload, service
-from services.ingest.relay import publish_after_commit
 from services.ingest.schemas import (
     AliasMessage,
     BatchRequest,
@@ -76,9 +75,6 @@ async def _store(
         received_at=resources.clock.now(),
         batch_sent_at=parsed.sent_at if parsed else None,
         batch_context=parsed.context if parsed else None,
-    )
-    publish_after_commit(
-        session, resources.redis, resources.sessionmaker, resources.settings.events_stream, recorded.events
     )
     return TrackingResult(
         accepted=recorded.accepted,

@@ -27,11 +27,9 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ingest.consents import parse_granted
-from services.ingest.relay import publish_after_commit
 from services.ingest.schemas import IdentifyMessage
 from services.ingest.service import record_messages
 from shared.clock import zone
@@ -387,15 +385,13 @@ def to_message(member: Member, sha256: str) -> IdentifyMessage:
 
 async def record_members(
     sessionmaker: async_sessionmaker[AsyncSession],
-    redis: ArqRedis,
-    stream: str,
     workspace_id: uuid.UUID,
     parsed: ParsedFile,
     *,
     timezone: str,
     received_at: datetime,
 ) -> ImportResult:
-    """Record the good rows, CHUNK_ROWS per transaction, and announce each chunk once committed.
+    """Record the good rows, CHUNK_ROWS per transaction (the ingest worker publishes their outbox rows).
 
     One transaction per chunk, not per file: identity locks are taken per user id and held until
     commit, and a whole export's worth of them (tens of thousands) exhausts PostgreSQL's lock table
@@ -409,7 +405,6 @@ async def record_members(
             recorded = await record_messages(
                 session, workspace_id, messages, timezone=timezone, received_at=received_at
             )
-            publish_after_commit(session, redis, sessionmaker, stream, recorded.events)
         imported += recorded.accepted - recorded.duplicates
         duplicates += recorded.duplicates
     return ImportResult(

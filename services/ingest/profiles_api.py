@@ -516,8 +516,6 @@ async def profiles_import(
     )
     result = await imports.record_members(
         resources.sessionmaker,
-        resources.redis,
-        resources.settings.events_stream,
         workspace.id,
         parsed,
         timezone=workspace.timezone,

@@ -1,89 +1,82 @@
-"""The event outbox: every stored event gets an outbox row in the same transaction. After the commit
-the request publishes `EventRecorded` to the events stream and deletes the rows; whatever that
-missed (Redis down, process killed) the relay job publishes later. Delivery is at least once;
-consumers dedupe by event_id."""
+"""The event outbox and its publisher.
+
+Every stored event gets an outbox row in the transaction that stores it; requests (and imports)
+only write those rows. The ingest worker publishes them: `relay_outbox` runs every second (cron)
+and, for about a second, drains the outbox and sleeps RELAY_IDLE_SLEEP between empty passes, so an
+event typically reaches the stream some 50-100 ms after its commit.
+
+A chunk is published by `publish_outbox_chunk`, in one transaction: claim up to RELAY_CHUNK rows
+(`FOR UPDATE SKIP LOCKED`, so publishers in several workers never take the same rows), XADD them in
+one pipeline, then DELETE them; the transaction commits only after XADD succeeded. Redis down: the
+transaction rolls back and the rows stay for the next pass. A crash between XADD and the commit
+publishes those events again: delivery is at least once, never lost; consumers dedupe by event_id.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ingest import repository
-from services.ingest.models import OutboxEvent
 from shared.contracts import EventRecorded
-from shared.db import after_commit, session_scope
+from shared.db import session_scope
 from shared.publisher import publish
-from shared.worker import job_session
 
-# the relay leaves fresh rows to the request that wrote them, so the two rarely publish one event twice
-RELAY_GRACE = timedelta(seconds=10)
-RELAY_BATCH = 500
+RELAY_CHUNK = 5000  # rows per claim, XADD pipeline and DELETE
+RELAY_IDLE_SLEEP = 0.05  # seconds between passes that found the outbox empty
+RELAY_LOOP_SECONDS = 0.95  # how long one run of the job keeps draining; the cron starts one a second
 
-
-def _published(events: Sequence[EventRecorded]) -> list[tuple[Any, Any]]:
-    return [(e.workspace_id, e.event_id) for e in events]
+# the stream names only what segments and journeys key on; the same rule as before the outbox relay
+_NAMED_TYPES = frozenset({"track", "page", "screen"})
 
 
-async def publish_and_clear(
-    redis: ArqRedis,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    stream: str,
-    events: Sequence[EventRecorded],
-) -> None:
-    """XADD the events, then delete their outbox rows (only once XADD succeeded)."""
-    await publish(redis, stream, events)
-    async with session_scope(sessionmaker) as session:
-        await repository.delete_outbox(session, _published(events))
-
-
-def publish_after_commit(
-    session: AsyncSession,
-    redis: ArqRedis,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    stream: str,
-    events: Sequence[EventRecorded],
-) -> None:
-    """Like shared.publisher.publish_after_commit, and it also clears the outbox rows it published.
-    If Redis is down the failure is logged, the answer stays 2xx, and the relay catches up."""
-    if events:
-        after_commit(session, lambda: publish_and_clear(redis, sessionmaker, stream, list(events)))
-
-
-def _contract(row: OutboxEvent) -> EventRecorded:
+def _contract(row: repository.OutboxRow) -> EventRecorded:
+    workspace_id, event_id, profile_id, kind, name, occurred_at = row
     return EventRecorded(
-        workspace_id=row.workspace_id,
-        event_id=row.event_id,
-        profile_id=row.profile_id,
-        type=row.type,
-        name=row.name,
-        occurred_at=row.occurred_at,
+        workspace_id=workspace_id,
+        event_id=event_id,
+        profile_id=profile_id,
+        type=kind,
+        name=name if kind in _NAMED_TYPES else None,
+        occurred_at=occurred_at,
     )
 
 
-async def relay_once(session: AsyncSession, redis: ArqRedis, stream: str, *, created_before: Any) -> int:
-    """Publish up to RELAY_BATCH outbox rows older than `created_before` and delete them; raises
-    (so the transaction rolls back and the rows stay) when Redis is unreachable."""
-    rows = await repository.claim_outbox(session, created_before, RELAY_BATCH)
+async def publish_outbox_chunk(
+    session: AsyncSession, redis: ArqRedis, stream: str, limit: int = RELAY_CHUNK
+) -> int:
+    """Claim up to `limit` outbox rows, XADD them, delete them; returns how many. Raises (so the
+    caller's transaction rolls back and the rows stay) when Redis is unreachable."""
+    rows: Sequence[repository.OutboxRow] = await repository.claim_outbox(session, limit)
     if rows:
-        events = [_contract(row) for row in rows]
-        await publish(redis, stream, events)
-        await repository.delete_outbox(session, _published(events))
+        await publish(redis, stream, [_contract(row) for row in rows])
+        await repository.delete_outbox(session, [(row[0], row[1]) for row in rows])
     return len(rows)
 
 
-async def relay_outbox(ctx: dict[str, Any]) -> int:
-    """arq job (cron): publish every outbox row the requests left behind; returns how many."""
-    created_before = ctx["clock"].now() - RELAY_GRACE
+async def drain_outbox(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, stream: str) -> int:
+    """Publish every outbox row there is (chunk by chunk, one transaction each); returns how many."""
     total = 0
     while True:
-        async with job_session(ctx) as session:
-            count = await relay_once(
-                session, ctx["redis"], ctx["settings"].events_stream, created_before=created_before
-            )
+        async with session_scope(sessionmaker) as session:
+            count = await publish_outbox_chunk(session, redis, stream)
         total += count
-        if count < RELAY_BATCH:
+        if count < RELAY_CHUNK:
             return total
+
+
+async def relay_outbox(ctx: dict[str, Any], *, for_seconds: float = RELAY_LOOP_SECONDS) -> int:
+    """arq job (cron, every second): drain the outbox, again and again for `for_seconds`, sleeping
+    RELAY_IDLE_SLEEP when it is empty; returns how many events it published."""
+    deadline = time.monotonic() + for_seconds
+    total = 0
+    while True:
+        total += await drain_outbox(ctx["sessionmaker"], ctx["redis"], ctx["settings"].events_stream)
+        if time.monotonic() >= deadline:
+            return total
+        await asyncio.sleep(RELAY_IDLE_SLEEP)

@@ -1,21 +1,20 @@
 """SQL of the ingest tables. Set-based: a batch is a few statements over `unnest(...)` arrays (one
 bind parameter per column, so no parameter limit however long the batch), never a loop of INSERTs.
-Every statement is scoped by workspace_id, except the outbox relay's claim, which serves them all."""
+Every statement is scoped by workspace_id, except the outbox publisher's claim, which serves them all."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+import orjson
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.identity import Key, Plan
-from services.ingest.models import OutboxEvent
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ async def driver_connection(session: AsyncSession) -> Any:
 
 
 def _json(value: dict[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return orjson.dumps(value).decode()
 
 
 # -- dedupe --------------------------------------------------------------------------------------
@@ -274,30 +273,33 @@ async def insert_events(
     )
 
 
-async def claim_outbox(session: AsyncSession, created_before: datetime, limit: int) -> list[OutboxEvent]:
-    """Outbox rows of every workspace older than `created_before`, locked for this transaction;
-    rows another relay holds are skipped, so relays can run side by side."""
-    statement = (
-        select(OutboxEvent)
-        .where(OutboxEvent.created_at < created_before)
-        .order_by(OutboxEvent.created_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return list((await session.scalars(statement)).all())
+# (workspace_id, event_id, profile_id, type, name, occurred_at)
+OutboxRow = tuple[uuid.UUID, uuid.UUID, uuid.UUID, str, str | None, datetime]
 
+_CLAIM_OUTBOX = """
+    SELECT workspace_id, event_id, profile_id, type, name, occurred_at
+    FROM ingest.event_outbox
+    ORDER BY created_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+"""
 
-_DELETE_OUTBOX = text("""
+_DELETE_OUTBOX = """
     DELETE FROM ingest.event_outbox AS o
-    USING unnest(CAST(:workspace_ids AS uuid[]), CAST(:event_ids AS uuid[])) AS d(workspace_id, event_id)
+    USING unnest($1::uuid[], $2::uuid[]) AS d(workspace_id, event_id)
     WHERE o.workspace_id = d.workspace_id AND o.event_id = d.event_id
-""")
+"""
+
+
+async def claim_outbox(session: AsyncSession, limit: int) -> list[OutboxRow]:
+    """The oldest outbox rows of every workspace, locked until this transaction ends; rows another
+    publisher holds are skipped, so publishers can run side by side."""
+    connection = await driver_connection(session)
+    return [tuple(row) for row in await connection.fetch(_CLAIM_OUTBOX, limit)]
 
 
 async def delete_outbox(session: AsyncSession, published: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
     """Forget outbox rows once their events are on the stream: (workspace_id, event_id) pairs."""
     if published:
-        await session.execute(
-            _DELETE_OUTBOX,
-            {"workspace_ids": [w for w, _ in published], "event_ids": [e for _, e in published]},
-        )
+        connection = await driver_connection(session)
+        await connection.execute(_DELETE_OUTBOX, [w for w, _ in published], [e for _, e in published])

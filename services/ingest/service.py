@@ -1,5 +1,6 @@
 """Recording tracking messages: dedupe by messageId, clock-skew correction, identity resolution,
-then the events and their outbox rows. Flushes only; the request's session commits."""
+then the events and their outbox rows (published by the ingest worker, services/ingest/relay.py).
+Flushes only; the request's session commits."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from services.ingest.schemas import (
     SegmentMessage,
     TrackMessage,
 )
-from shared.contracts import EventRecorded
 
 Message = TrackMessage | IdentifyMessage | PageMessage | ScreenMessage | GroupMessage | AliasMessage
 
@@ -43,7 +43,6 @@ class Draft:
 class Recorded:
     accepted: int
     duplicates: int
-    events: list[EventRecorded]
 
 
 def _aware(at: datetime) -> datetime:
@@ -150,17 +149,6 @@ def _event(draft: Draft, profile_id: uuid.UUID) -> NewEvent:
     )
 
 
-def _recorded(workspace_id: uuid.UUID, event: NewEvent) -> EventRecorded:
-    return EventRecorded(
-        workspace_id=workspace_id,
-        event_id=event.id,
-        profile_id=event.profile_id,
-        type=event.type,
-        name=event.name if event.type in ("track", "page", "screen") else None,
-        occurred_at=event.occurred_at,
-    )
-
-
 async def record_messages(
     session: AsyncSession,
     workspace_id: uuid.UUID,
@@ -171,7 +159,8 @@ async def record_messages(
     batch_sent_at: datetime | None = None,
     batch_context: dict[str, Any] | None = None,
 ) -> Recorded:
-    """Store valid messages of one workspace; returns the events to announce once committed.
+    """Store valid messages of one workspace, each event with its outbox row (the ingest worker
+    publishes those); returns how many were accepted and how many were repeats.
 
     A messageId seen before (in this batch or any earlier call) is accepted and ignored.
     """
@@ -201,5 +190,4 @@ async def record_messages(
     return Recorded(
         accepted=len(messages),
         duplicates=len(messages) - len(fresh),
-        events=[_recorded(workspace_id, e) for e in events],
     )

@@ -1,6 +1,7 @@
 """The ingest worker. Run: arq services.ingest.worker.WorkerSettings
 
-- every 5 s: re-publish outbox rows the requests could not (Redis was down);
+- every second (and at start): publish the outbox to the events stream, draining it for ~1 s
+  (services/ingest/relay.py);
 - daily at 03:10 UTC (and at start): make the next months' event partitions, drop months past
   DASI_EVENTS_RETENTION_MONTHS.
 """
@@ -20,7 +21,7 @@ WorkerSettings = worker_settings(
     [relay_outbox, maintain_partitions],
     queue_name=QUEUE,
     cron_jobs=[
-        cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True, timeout=60),
+        cron(relay_outbox, second=set(range(60)), run_at_startup=True, timeout=30),
         cron(maintain_partitions, hour={3}, minute={10}, second={0}, run_at_startup=True, timeout=600),
     ],
 )

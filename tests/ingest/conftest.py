@@ -1,5 +1,5 @@
 """Ingest test helpers: the app on a frozen clock, write-key headers, and readers for the rows
-and the stream entries a test asserts on."""
+and the stream entries a test asserts on (after running the outbox publisher: `published`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from services.ingest.main import create_app
 from services.ingest.models import Event, Identity, OutboxEvent, Profile
+from services.ingest.relay import drain_outbox
 from shared.contracts import EventRecorded, decode
 from shared.db import session_scope
 from shared.testing.fixtures import serve
@@ -66,6 +67,12 @@ async def stream_events(redis, stream: str = "dasi:events") -> list[EventRecorde
     messages = [decode(fields) for _id, fields in entries]
     assert all(isinstance(m, EventRecorded) for m in messages)
     return messages  # type: ignore[return-value]
+
+
+async def published(db, redis, stream: str = "dasi:events") -> list[EventRecorded]:
+    """Run the ingest worker's publisher once (drain the outbox), then read the stream."""
+    await drain_outbox(db, redis, stream)
+    return await stream_events(redis, stream)
 
 
 def track(event: str = "Product Viewed", **fields: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from services.ingest import imports
 from services.ingest.main import create_app
 from shared.clock import zone
 from shared.testing.fixtures import serve
-from tests.ingest.conftest import events_of, outbox_rows, profiles_of, stream_events, write_key
+from tests.ingest.conftest import events_of, outbox_rows, profiles_of, published, write_key
 
 KST = timezone(timedelta(hours=9))
 
@@ -83,7 +83,7 @@ async def test_a_utf8_export_becomes_profiles_with_traits_and_consents(manage, d
     events = await events_of(db, shop.workspace.id)
     assert [e.type for e in events] == ["identify", "identify"]
     assert all(e.message_id.startswith("import-") for e in events)
-    assert {m.event_id for m in await stream_events(redis)} == {e.id for e in events}
+    assert {m.event_id for m in await published(db, redis)} == {e.id for e in events}
     assert await outbox_rows(db) == []
 
 
@@ -152,7 +152,7 @@ async def test_uploading_the_same_file_again_records_nothing_twice(manage, db, r
     assert again.json()["imported"] == 2
     assert (same.json()["imported"], same.json()["duplicates"]) == (0, 2)
     assert len(await events_of(db, shop.workspace.id)) == 4
-    assert len(await stream_events(redis)) == 4
+    assert len(await published(db, redis)) == 4
     assert len(await profiles_of(db, shop.workspace.id)) == 2
 
 

@@ -39,7 +39,7 @@ from segment.analytics import Client as SegmentClient
 
 from services.ingest.main import create_app
 from shared.testing.plugin import DEFAULT_TEST_NOW
-from tests.ingest.conftest import events_of, identities_of, outbox_rows, profiles_of, stream_events
+from tests.ingest.conftest import events_of, identities_of, outbox_rows, profiles_of, published
 
 USER_ID = "user-1004"
 ANONYMOUS_ID = "anon-7f3a"
@@ -251,7 +251,7 @@ async def test_every_call_of_the_sdk_is_stored(connect, server, shop, db, redis)
     }
     assert {e.profile_id for e in events} == {profile.id}
 
-    announced = await stream_events(redis)
+    announced = await published(db, redis)
     assert {m.event_id for m in announced} == {e.id for e in events}
     assert {m.profile_id for m in announced} == {profile.id}
     assert await outbox_rows(db) == []
@@ -287,7 +287,7 @@ async def test_the_same_message_id_sent_twice_is_stored_once(connect, server, sh
     assert len(server.recorder.requests) >= 3
     [event] = await events_of(db, shop.workspace.id)
     assert (event.message_id, event.name, event.properties) == (message_id, "Product Added", ADDED)
-    assert len(await stream_events(redis)) == 1
+    assert len(await published(db, redis)) == 1
 
 
 async def test_a_wrong_write_key_is_reported_through_on_error(connect, server, shop, db):

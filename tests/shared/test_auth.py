@@ -3,6 +3,7 @@ only (HTTP Basic username, Segment convention); keys are stored hashed."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select, text
 
 from services.scheduler.main import create_app
 from shared.app import create_service_app
-from shared.auth import WriteKeyWorkspace
+from shared.auth import WriteKeyCache, WriteKeyWorkspace
 from shared.db import session_scope
 from shared.testing.fixtures import serve
 from shared.workspaces import ApiKey, KeyKind, revoke_keys
@@ -141,3 +142,19 @@ async def test_keys_are_stored_hashed_and_revocable(app, make_workspace, db):
     async with serve(app) as client:
         response = await client.get("/v1/workspace", headers=bearer(shop.secret_key))
     assert response.status_code == 401
+
+
+async def test_a_revoked_write_key_stops_working_within_the_cache_ttl(settings, make_workspace, db):
+    """Each app remembers a checked write key for WRITE_KEY_TTL (10 s); here a 0.3 s cache."""
+    shop = await make_workspace()
+    app = create_service_app("test", description="", routers=[ingest_like], settings=settings)
+    app.state.write_key_cache = WriteKeyCache(ttl=0.3)
+    async with serve(app) as client:
+        before = await client.post("/v1/track", headers=basic(shop.write_key))
+        async with session_scope(db) as session:
+            await revoke_keys(session, shop.workspace.id, KeyKind.write)
+        cached = await client.post("/v1/track", headers=basic(shop.write_key))
+        await asyncio.sleep(0.35)
+        after = await client.post("/v1/track", headers=basic(shop.write_key))
+    assert before.status_code == 200 and cached.status_code == 200  # within the TTL: still trusted
+    assert after.status_code == 401
