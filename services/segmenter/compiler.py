@@ -1,0 +1,446 @@
+"""Segment definition -> one set-based SQL query over ingest's tables.
+
+Each condition becomes a boolean expression about the outer `ingest.profiles` row: an EXISTS /
+NOT EXISTS subquery correlated on the profile id (or a test on its traits), so all / any / not and
+include / exclude compose as AND / OR / NOT. Every subquery is scoped by the workspace id, every
+value is a bound parameter, and relative time comes from `Scope.now` in the workspace timezone.
+
+Profiles without a `profile_aggregates` row have zero visits, purchases and cart: a range that
+admits 0 is written as "no aggregates row outside the range", so they count.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Date,
+    DateTime,
+    Numeric,
+    Select,
+    Table,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from services.segmenter import definition as d
+from services.segmenter.ingest_tables import (
+    aggregates,
+    cart_items,
+    consents,
+    coupons,
+    events,
+    product_views,
+    profiles,
+)
+from shared.clock import local_date, start_of_local_day, zone
+
+PURCHASE_EVENT = "Order Completed"
+Expr = ColumnElement[bool]
+
+
+class UnresolvedSegment(Exception):
+    """A `segment` condition names a segment the caller did not resolve (a bug in the caller)."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose profiles, and when: everything a definition needs besides itself."""
+
+    workspace_id: uuid.UUID
+    timezone: str
+    now: datetime
+    segments: Mapping[uuid.UUID, d.Definition] = field(default_factory=dict)
+
+    def days_ago(self, days: int) -> datetime:
+        """Local midnight `days` days before today (negative: after), as a UTC instant."""
+        return start_of_local_day(self.now, self.timezone, days)
+
+    def day_start(self, day: date) -> datetime:
+        return datetime.combine(day, time.min, tzinfo=zone(self.timezone)).astimezone(UTC)
+
+    def today(self) -> date:
+        return local_date(self.now, self.timezone)
+
+
+# --- the query ----------------------------------------------------------------------------------
+
+
+def matches(definition: d.Definition, scope: Scope) -> Expr:
+    """Whether the outer profile row is in the segment."""
+    excluded = [not_(node(n, scope)) for n in definition.exclude]
+    return and_(node(definition.include, scope), *excluded)
+
+
+def member_filter(definition: d.Definition, scope: Scope) -> Expr:
+    return and_(profiles.c.workspace_id == scope.workspace_id, matches(definition, scope))
+
+
+def count_query(definition: d.Definition, scope: Scope) -> Select[Any]:
+    return select(func.count()).select_from(profiles).where(member_filter(definition, scope))
+
+
+def page_query(definition: d.Definition, scope: Scope, *, limit: int, after: uuid.UUID | None) -> Select[Any]:
+    """A page of members in id order (keyset: those after the id `after`)."""
+    query = select(profiles.c.id, profiles.c.user_id, profiles.c.traits).where(
+        member_filter(definition, scope)
+    )
+    if after is not None:
+        query = query.where(profiles.c.id > after)
+    return query.order_by(profiles.c.id).limit(limit)
+
+
+def node(n: Any, scope: Scope) -> Expr:
+    if isinstance(n, d.AllOf):
+        return and_(*(node(child, scope) for child in n.all))
+    if isinstance(n, d.AnyOf):
+        return or_(*(node(child, scope) for child in n.any))
+    if isinstance(n, d.NotOf):
+        return not_(node(n.not_, scope))
+    return CONDITIONS[type(n)](n, scope)
+
+
+# --- building blocks ----------------------------------------------------------------------------
+
+
+def _exists(table: Table, scope: Scope, *criteria: Expr) -> Expr:
+    return exists().where(
+        table.c.profile_id == profiles.c.id, table.c.workspace_id == scope.workspace_id, *criteria
+    )
+
+
+def _counted(table: Table, scope: Scope, count: int, *criteria: Expr) -> Expr:
+    """At least `count` rows of `table` for the profile match `criteria`."""
+    if count <= 1:
+        return _exists(table, scope, *criteria)
+    rows = select(literal(1)).where(
+        table.c.profile_id == profiles.c.id, table.c.workspace_id == scope.workspace_id, *criteria
+    )
+    return exists(rows.having(func.count() >= count))
+
+
+def _in_range(column: Column[Any], bounds: d.Range) -> Expr:
+    tests = []
+    if bounds.gte is not None:
+        tests.append(column >= bounds.gte)
+    if bounds.lte is not None:
+        tests.append(column <= bounds.lte)
+    return and_(*tests)
+
+
+def _aggregate_range(column: Column[Any], bounds: d.Range, scope: Scope) -> Expr:
+    if bounds.gte is None or bounds.gte <= 0:  # 0 is in range: a profile without aggregates counts
+        return not_(_exists(aggregates, scope, not_(_in_range(column, bounds))))
+    return _exists(aggregates, scope, _in_range(column, bounds))
+
+
+def _recency(column: Column[Any], recency: d.Recency, scope: Scope) -> Expr:
+    days = recency.within_days if recency.within_days is not None else recency.not_within_days
+    assert days is not None
+    recent = _exists(aggregates, scope, column >= scope.days_ago(days))
+    return recent if recency.within_days is not None else not_(recent)
+
+
+def _date_bounds(column: Column[Any], before: date | None, after: date | None, scope: Scope) -> list[Expr]:
+    tests = []
+    if before is not None:
+        tests.append(column < scope.day_start(before))
+    if after is not None:
+        tests.append(column >= scope.day_start(after + timedelta(days=1)))
+    return tests
+
+
+def _window(column: Column[Any], window: d.Window | None, scope: Scope) -> list[Expr]:
+    if window is None:
+        return []
+    if window.days is not None:
+        return [column >= scope.days_ago(window.days)]
+    tests = []
+    if window.from_ is not None:
+        tests.append(column >= scope.day_start(window.from_))
+    if window.to is not None:
+        tests.append(column < scope.day_start(window.to + timedelta(days=1)))
+    return tests
+
+
+def _json(value: Any) -> ColumnElement[Any]:
+    return literal(value, JSONB)
+
+
+# --- property filters (traits, event properties) -------------------------------------------------
+
+
+def _as_instant(text: ColumnElement[str], scope: Scope) -> ColumnElement[datetime]:
+    """A JSON string as an instant: a bare day is its local midnight; anything unreadable is NULL."""
+    is_day = and_(text.regexp_match(r"^\d{4}-\d{2}-\d{2}$"), func.pg_input_is_valid(text, "date"))
+    return case(
+        (is_day, func.timezone(scope.timezone, cast(cast(text, Date), DateTime()))),
+        (func.pg_input_is_valid(text, "timestamptz"), cast(text, DateTime(timezone=True))),
+        else_=None,
+    )
+
+
+def _time_bound(f: d.PropertyFilter, scope: Scope) -> tuple[datetime, bool]:
+    """(instant, inclusive) the value is compared with: days are whole local days."""
+    if len(f.value) > len("2026-03-17"):
+        return datetime.fromisoformat(f.value), False
+    day = date.fromisoformat(f.value)
+    if f.op == d.Op.before:
+        return scope.day_start(day), False
+    return scope.day_start(day + timedelta(days=1)), True
+
+
+def property_filter(obj: ColumnElement[Any], f: d.PropertyFilter, scope: Scope) -> Expr:
+    value = obj[f.key]
+    text = obj[f.key].astext
+    if f.op == d.Op.eq:
+        return value == _json(f.value)
+    if f.op == d.Op.ne:
+        return value.is_distinct_from(_json(f.value))
+    if f.op == d.Op.in_:
+        return or_(*(value == _json(v) for v in f.value))
+    if f.op == d.Op.exists:
+        return obj.has_key(f.key) if f.value else not_(obj.has_key(f.key))
+    if f.op == d.Op.contains:
+        in_text = and_(func.jsonb_typeof(value) == "string", func.strpos(text, str(f.value)) > 0)
+        in_list = and_(func.jsonb_typeof(value) == "array", value.contains(_json([f.value])))
+        return or_(in_text, in_list)
+    if f.op in (d.Op.before, d.Op.after):
+        instant = _as_instant(text, scope)
+        bound, inclusive = _time_bound(f, scope)
+        if f.op == d.Op.before:
+            return instant < bound
+        return instant >= bound if inclusive else instant > bound
+    number = case((func.jsonb_typeof(value) == "number", cast(text, Numeric)), else_=None)
+    compare: dict[d.Op, Callable[[Any, Any], Expr]] = {
+        d.Op.gt: lambda a, b: a > b,
+        d.Op.gte: lambda a, b: a >= b,
+        d.Op.lt: lambda a, b: a < b,
+        d.Op.lte: lambda a, b: a <= b,
+    }
+    return compare[f.op](number, f.value)
+
+
+# --- conditions ---------------------------------------------------------------------------------
+
+
+def _flag(key: str, wanted: bool) -> Expr:
+    has_flag = profiles.c.traits.contains({key: True})
+    return has_flag if wanted else not_(has_flag)
+
+
+def _member(c: d.Member, scope: Scope) -> Expr:
+    return _flag("member", c.is_member)
+
+
+def _channel_friend(c: d.ChannelFriend, scope: Scope) -> Expr:
+    return _flag("kakao_channel_friend", c.is_friend)
+
+
+def _consent(topic: str, granted: bool, scope: Scope) -> Expr:
+    given = _exists(consents, scope, consents.c.topic == topic, consents.c.granted.is_(True))
+    return given if granted else not_(given)
+
+
+def _marketing_consent(c: d.MarketingConsent, scope: Scope) -> Expr:
+    return _consent(c.channel, c.granted, scope)
+
+
+def _night_consent(c: d.NightConsent, scope: Scope) -> Expr:
+    return _consent("night", c.granted, scope)
+
+
+def _gender(c: d.Gender, scope: Scope) -> Expr:
+    return profiles.c.traits["gender"].astext == c.value
+
+
+def years_before(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February in a year without one
+        return day.replace(year=day.year - years, day=28)
+
+
+def _age(c: d.AgeRange, scope: Scope) -> Expr:
+    birthdate = profiles.c.traits["birthdate"].astext
+    tests = [birthdate.regexp_match(r"^\d{4}-\d{2}-\d{2}$")]
+    today = scope.today()
+    if c.min_age is not None:
+        tests.append(birthdate <= years_before(today, c.min_age).isoformat())
+    if c.max_age is not None:
+        tests.append(birthdate > years_before(today, c.max_age + 1).isoformat())
+    return and_(*tests)
+
+
+def _region(c: d.Region, scope: Scope) -> Expr:
+    region = profiles.c.traits["region"].astext
+    return or_(*(region.startswith(r, autoescape=True) for r in c.regions))
+
+
+def _trait(c: d.Trait, scope: Scope) -> Expr:
+    return property_filter(profiles.c.traits, c, scope)
+
+
+def _visit_count(c: d.VisitCount, scope: Scope) -> Expr:
+    return _aggregate_range(aggregates.c.visit_count, c, scope)
+
+
+def _last_visit(c: d.LastVisit, scope: Scope) -> Expr:
+    return _recency(aggregates.c.last_seen_at, c, scope)
+
+
+def _first_visit(c: d.FirstVisit, scope: Scope) -> Expr:
+    return _exists(aggregates, scope, aggregates.c.first_visit_at >= scope.days_ago(c.within_days))
+
+
+def _session_page_views(c: d.SessionPageViews, scope: Scope) -> Expr:
+    return _aggregate_range(aggregates.c.session_page_views, c, scope)
+
+
+def like_pattern(pattern: str) -> str:
+    """`*` matches any run of characters; everything else, LIKE's own wildcards too, is literal."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+def _page_viewed(c: d.PageViewed, scope: Scope) -> Expr:
+    url = events.c.properties["url"].astext
+    if c.match == "exact":
+        url_test = url == c.url
+    elif c.match == "prefix":
+        url_test = url.startswith(c.url, autoescape=True)
+    else:
+        url_test = url.like(like_pattern(c.url), escape="\\")
+    window = _window(events.c.occurred_at, c.window, scope)
+    return _counted(events, scope, c.count, events.c.type == "page", url_test, *window)
+
+
+def _product_viewed(c: d.ProductViewed, scope: Scope) -> Expr:
+    tests: list[Expr] = []
+    for column, wanted in (
+        (product_views.c.product_id, c.product_id),
+        (product_views.c.category, c.category),
+        (product_views.c.brand, c.brand),
+    ):
+        if wanted is not None:
+            tests.append(column == wanted)
+    if c.within_days is not None:
+        tests.append(product_views.c.last_viewed_at >= scope.days_ago(c.within_days))
+    return _exists(product_views, scope, *tests)
+
+
+def _cart_item_count(c: d.CartItemCount, scope: Scope) -> Expr:
+    return _aggregate_range(aggregates.c.cart_item_count, c, scope)
+
+
+def _cart_total(c: d.CartTotal, scope: Scope) -> Expr:
+    return _aggregate_range(aggregates.c.cart_total, c, scope)
+
+
+def _cart_last_added(c: d.CartLastAdded, scope: Scope) -> Expr:
+    column = aggregates.c.cart_last_added_at
+    tests = _date_bounds(column, c.before, c.after, scope)
+    if c.within_days is not None:
+        tests.append(column >= scope.days_ago(c.within_days))
+    return _exists(aggregates, scope, *tests)
+
+
+def _product_in_cart(c: d.ProductInCart, scope: Scope) -> Expr:
+    return _exists(cart_items, scope, cart_items.c.product_id == c.product_id)
+
+
+def _last_purchase(c: d.LastPurchase, scope: Scope) -> Expr:
+    return _recency(aggregates.c.last_purchase_at, c, scope)
+
+
+def _purchase_count(c: d.PurchaseCount, scope: Scope) -> Expr:
+    return _aggregate_range(aggregates.c.purchase_count, c, scope)
+
+
+def _purchase_total(c: d.PurchaseTotal, scope: Scope) -> Expr:
+    return _aggregate_range(aggregates.c.purchase_total, c, scope)
+
+
+def _bought(c: d.Bought, scope: Scope) -> Expr:
+    item = {k: v for k, v in (("product_id", c.product_id), ("category", c.category)) if v is not None}
+    return _exists(
+        events,
+        scope,
+        events.c.type == "track",
+        events.c.name == PURCHASE_EVENT,
+        events.c.properties["products"].contains(_json([item])),
+        *_window(events.c.occurred_at, c.window, scope),
+    )
+
+
+def _last_login(c: d.LastLogin, scope: Scope) -> Expr:
+    return _exists(aggregates, scope, *_date_bounds(aggregates.c.last_login_at, c.before, c.after, scope))
+
+
+def _coupon(c: d.CouponHeld, scope: Scope) -> Expr:
+    expires = coupons.c.expires_at
+    tests: list[Expr] = []
+    if c.coupon_id is not None:
+        tests.append(coupons.c.coupon_id == c.coupon_id)
+    if c.expiring_within_days is None:
+        tests.append(or_(expires.is_(None), expires > scope.now))
+    else:
+        tests += [expires > scope.now, expires < scope.days_ago(-(c.expiring_within_days + 1))]
+    return _exists(coupons, scope, *tests)
+
+
+def _event(c: d.EventDone, scope: Scope) -> Expr:
+    filters = [property_filter(events.c.properties, f, scope) for f in c.filters]
+    window = _window(events.c.occurred_at, c.window, scope)
+    return _counted(events, scope, c.count, events.c.name == c.name, *filters, *window)
+
+
+def _segment(c: d.InSegment, scope: Scope) -> Expr:
+    other = scope.segments.get(c.segment_id)
+    if other is None:
+        raise UnresolvedSegment(str(c.segment_id))
+    return matches(other, scope)
+
+
+CONDITIONS: dict[type[Any], Callable[[Any, Scope], Expr]] = {
+    d.Member: _member,
+    d.ChannelFriend: _channel_friend,
+    d.MarketingConsent: _marketing_consent,
+    d.NightConsent: _night_consent,
+    d.Gender: _gender,
+    d.AgeRange: _age,
+    d.Region: _region,
+    d.Trait: _trait,
+    d.VisitCount: _visit_count,
+    d.LastVisit: _last_visit,
+    d.FirstVisit: _first_visit,
+    d.SessionPageViews: _session_page_views,
+    d.PageViewed: _page_viewed,
+    d.ProductViewed: _product_viewed,
+    d.CartItemCount: _cart_item_count,
+    d.CartTotal: _cart_total,
+    d.CartLastAdded: _cart_last_added,
+    d.ProductInCart: _product_in_cart,
+    d.LastPurchase: _last_purchase,
+    d.PurchaseCount: _purchase_count,
+    d.PurchaseTotal: _purchase_total,
+    d.Bought: _bought,
+    d.LastLogin: _last_login,
+    d.CouponHeld: _coupon,
+    d.EventDone: _event,
+    d.InSegment: _segment,
+}
