@@ -12,8 +12,8 @@ admits 0 is written as "no aggregates row outside the range", so they count.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -25,17 +25,21 @@ from sqlalchemy import (
     Numeric,
     Select,
     Table,
+    Uuid,
     and_,
     case,
     cast,
     exists,
+    false,
     func,
     literal,
     not_,
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import Grouping, UnaryExpression
 
 from services.segmenter import definition as d
 from services.segmenter.ingest_tables import (
@@ -47,6 +51,7 @@ from services.segmenter.ingest_tables import (
     product_views,
     profiles,
 )
+from services.segmenter.models import CohortMember
 from shared.clock import local_date, start_of_local_day, zone
 
 PURCHASE_EVENT = "Order Completed"
@@ -65,6 +70,8 @@ class Scope:
     timezone: str
     now: datetime
     segments: Mapping[uuid.UUID, d.Definition] = field(default_factory=dict)
+    # live re-evaluation: only these profiles are asked about (None: every profile)
+    only: tuple[uuid.UUID, ...] | None = None
 
     def days_ago(self, days: int) -> datetime:
         """Local midnight `days` days before today (negative: after), as a UTC instant."""
@@ -82,16 +89,63 @@ class Scope:
 
 def matches(definition: d.Definition, scope: Scope) -> Expr:
     """Whether the outer profile row is in the segment."""
-    excluded = [not_(node(n, scope)) for n in definition.exclude]
-    return and_(node(definition.include, scope), *excluded)
+    return _expr(_definition(definition, scope), scope)
+
+
+def _definition(definition: d.Definition, scope: Scope) -> Part:
+    excluded = [_negated(_part(n, scope)) for n in definition.exclude]
+    return _all([_part(definition.include, scope), *excluded], scope)
+
+
+def _aggregates_only(part: Part) -> Expr | None:
+    """The test on `profile_aggregates` when the whole definition is one (a row must pass it):
+    then the members are those rows, and `profiles` (a million wide rows) need not be read at all."""
+    return part.test if isinstance(part, OnAggregates) and part.present else None
 
 
 def member_filter(definition: d.Definition, scope: Scope) -> Expr:
-    return and_(profiles.c.workspace_id == scope.workspace_id, matches(definition, scope))
+    return _in_workspace(_definition(definition, scope), scope)
+
+
+def _in_workspace(part: Part, scope: Scope) -> Expr:
+    return and_(profiles.c.workspace_id == scope.workspace_id, _expr(part, scope))
 
 
 def count_query(definition: d.Definition, scope: Scope) -> Select[Any]:
-    return select(func.count()).select_from(profiles).where(member_filter(definition, scope))
+    part = _definition(definition, scope)
+    on_aggregates = _aggregates_only(part)
+    if on_aggregates is not None:
+        return (
+            select(func.count())
+            .select_from(aggregates)
+            .where(aggregates.c.workspace_id == scope.workspace_id, on_aggregates)
+        )
+    return select(func.count()).select_from(profiles).where(_in_workspace(part, scope))
+
+
+def member_ids_query(
+    definition: d.Definition, scope: Scope, only: Sequence[uuid.UUID] | None = None
+) -> Select[Any]:
+    """The ids of the members (of those in `only`, when given: live re-evaluation of a few)."""
+    if only is not None:
+        scope = replace(scope, only=tuple(only))
+    part = _definition(definition, scope)
+    on_aggregates = _aggregates_only(part)
+    if on_aggregates is not None:
+        query = select(aggregates.c.profile_id.label("profile_id")).where(
+            aggregates.c.workspace_id == scope.workspace_id, on_aggregates
+        )
+        if scope.only is not None:
+            query = query.where(aggregates.c.profile_id == _any_of(scope.only))
+        return query
+    query = select(profiles.c.id.label("profile_id")).where(_in_workspace(part, scope))
+    if scope.only is not None:
+        query = query.where(profiles.c.id == _any_of(scope.only))
+    return query
+
+
+def _any_of(ids: Sequence[uuid.UUID]) -> ColumnElement[Any]:
+    return func.any(literal(list(ids), ARRAY(Uuid())))
 
 
 def page_query(definition: d.Definition, scope: Scope, *, limit: int, after: uuid.UUID | None) -> Select[Any]:
@@ -105,12 +159,71 @@ def page_query(definition: d.Definition, scope: Scope, *, limit: int, after: uui
 
 
 def node(n: Any, scope: Scope) -> Expr:
+    return _expr(_part(n, scope), scope)
+
+
+@dataclass(frozen=True)
+class OnAggregates:
+    """A test on the profile's `profile_aggregates` row (one at most per profile): a row passing
+    `test` exists (`present`), or none does. Kept apart from other expressions so that the tests of
+    one `all` group become ONE subquery on the table instead of one each (each is a scan or a join
+    of a million rows at scale): with one row per profile, EXISTS(a) AND EXISTS(b) is EXISTS(a AND b),
+    EXISTS(a) AND NOT EXISTS(b) is EXISTS(a AND NOT coalesce(b, false)), and NOT EXISTS(a) AND
+    NOT EXISTS(b) is NOT EXISTS(a OR b)."""
+
+    test: Expr
+    present: bool
+
+
+Part = Expr | OnAggregates
+
+
+def _expr(part: Part, scope: Scope) -> Expr:
+    if isinstance(part, OnAggregates):
+        found = _exists(aggregates, scope, part.test)
+        return found if part.present else not_(found)
+    return part
+
+
+def _negated(part: Part) -> Part:
+    if isinstance(part, OnAggregates):
+        return OnAggregates(part.test, not part.present)
+    if isinstance(part, UnaryExpression) and part.operator is operators.inv:
+        # NOT (NOT (EXISTS ...)) would stay a subplan run per profile; EXISTS becomes a semi-join
+        inner = part.element.element if isinstance(part.element, Grouping) else part.element
+        return _as_expr(inner)
+    return not_(part)
+
+
+def _as_expr(clause: Any) -> Expr:
+    """A clause known to be boolean (the operand of a NOT), typed as such."""
+    return clause
+
+
+def _all(parts: list[Part], scope: Scope) -> Part:
+    on_aggregates = [p for p in parts if isinstance(p, OnAggregates)]
+    others = [p for p in parts if not isinstance(p, OnAggregates)]
+    if len(on_aggregates) > 1:
+        present = [p.test for p in on_aggregates if p.present]
+        absent = [p.test for p in on_aggregates if not p.present]
+        if present:
+            if absent:
+                present.append(not_(func.coalesce(or_(*absent), false())))
+            on_aggregates = [OnAggregates(and_(*present), True)]
+        else:
+            on_aggregates = [OnAggregates(or_(*absent), False)]
+    if not others and len(on_aggregates) == 1:
+        return on_aggregates[0]
+    return and_(*others, *(_expr(p, scope) for p in on_aggregates))
+
+
+def _part(n: Any, scope: Scope) -> Part:
     if isinstance(n, d.AllOf):
-        return and_(*(node(child, scope) for child in n.all))
+        return _all([_part(child, scope) for child in n.all], scope)
     if isinstance(n, d.AnyOf):
         return or_(*(node(child, scope) for child in n.any))
     if isinstance(n, d.NotOf):
-        return not_(node(n.not_, scope))
+        return _negated(_part(n.not_, scope))
     return CONDITIONS[type(n)](n, scope)
 
 
@@ -124,13 +237,19 @@ def _exists(table: Table, scope: Scope, *criteria: Expr) -> Expr:
 
 
 def _counted(table: Table, scope: Scope, count: int, *criteria: Expr) -> Expr:
-    """At least `count` rows of `table` for the profile match `criteria`."""
+    """At least `count` rows of `table` for the profile match `criteria`.
+
+    Written as `id IN (profiles with >= count rows)`, not as a correlated EXISTS ... HAVING: the
+    planner cannot turn the latter into a join, so it probed the table once per profile of the
+    workspace (1M profiles: seconds). The IN form groups the matching rows once and hash-joins them.
+    For live re-evaluation (`scope.only`) the grouped rows are restricted to those few profiles.
+    """
     if count <= 1:
         return _exists(table, scope, *criteria)
-    rows = select(literal(1)).where(
-        table.c.profile_id == profiles.c.id, table.c.workspace_id == scope.workspace_id, *criteria
-    )
-    return exists(rows.having(func.count() >= count))
+    rows = select(table.c.profile_id).where(table.c.workspace_id == scope.workspace_id, *criteria)
+    if scope.only is not None:
+        rows = rows.where(table.c.profile_id == _any_of(scope.only))
+    return profiles.c.id.in_(rows.group_by(table.c.profile_id).having(func.count() >= count))
 
 
 def _in_range(column: Column[Any], bounds: d.Range) -> Expr:
@@ -142,17 +261,16 @@ def _in_range(column: Column[Any], bounds: d.Range) -> Expr:
     return and_(*tests)
 
 
-def _aggregate_range(column: Column[Any], bounds: d.Range, scope: Scope) -> Expr:
+def _aggregate_range(column: Column[Any], bounds: d.Range, scope: Scope) -> OnAggregates:
     if bounds.gte is None or bounds.gte <= 0:  # 0 is in range: a profile without aggregates counts
-        return not_(_exists(aggregates, scope, not_(_in_range(column, bounds))))
-    return _exists(aggregates, scope, _in_range(column, bounds))
+        return OnAggregates(not_(_in_range(column, bounds)), False)
+    return OnAggregates(_in_range(column, bounds), True)
 
 
-def _recency(column: Column[Any], recency: d.Recency, scope: Scope) -> Expr:
+def _recency(column: Column[Any], recency: d.Recency, scope: Scope) -> OnAggregates:
     days = recency.within_days if recency.within_days is not None else recency.not_within_days
     assert days is not None
-    recent = _exists(aggregates, scope, column >= scope.days_ago(days))
-    return recent if recency.within_days is not None else not_(recent)
+    return OnAggregates(column >= scope.days_ago(days), recency.within_days is not None)
 
 
 def _date_bounds(column: Column[Any], before: date | None, after: date | None, scope: Scope) -> list[Expr]:
@@ -295,19 +413,19 @@ def _trait(c: d.Trait, scope: Scope) -> Expr:
     return property_filter(profiles.c.traits, c, scope)
 
 
-def _visit_count(c: d.VisitCount, scope: Scope) -> Expr:
+def _visit_count(c: d.VisitCount, scope: Scope) -> OnAggregates:
     return _aggregate_range(aggregates.c.visit_count, c, scope)
 
 
-def _last_visit(c: d.LastVisit, scope: Scope) -> Expr:
+def _last_visit(c: d.LastVisit, scope: Scope) -> OnAggregates:
     return _recency(aggregates.c.last_seen_at, c, scope)
 
 
-def _first_visit(c: d.FirstVisit, scope: Scope) -> Expr:
-    return _exists(aggregates, scope, aggregates.c.first_visit_at >= scope.days_ago(c.within_days))
+def _first_visit(c: d.FirstVisit, scope: Scope) -> OnAggregates:
+    return OnAggregates(aggregates.c.first_visit_at >= scope.days_ago(c.within_days), True)
 
 
-def _session_page_views(c: d.SessionPageViews, scope: Scope) -> Expr:
+def _session_page_views(c: d.SessionPageViews, scope: Scope) -> OnAggregates:
     return _aggregate_range(aggregates.c.session_page_views, c, scope)
 
 
@@ -343,35 +461,35 @@ def _product_viewed(c: d.ProductViewed, scope: Scope) -> Expr:
     return _exists(product_views, scope, *tests)
 
 
-def _cart_item_count(c: d.CartItemCount, scope: Scope) -> Expr:
+def _cart_item_count(c: d.CartItemCount, scope: Scope) -> OnAggregates:
     return _aggregate_range(aggregates.c.cart_item_count, c, scope)
 
 
-def _cart_total(c: d.CartTotal, scope: Scope) -> Expr:
+def _cart_total(c: d.CartTotal, scope: Scope) -> OnAggregates:
     return _aggregate_range(aggregates.c.cart_total, c, scope)
 
 
-def _cart_last_added(c: d.CartLastAdded, scope: Scope) -> Expr:
+def _cart_last_added(c: d.CartLastAdded, scope: Scope) -> OnAggregates:
     column = aggregates.c.cart_last_added_at
     tests = _date_bounds(column, c.before, c.after, scope)
     if c.within_days is not None:
         tests.append(column >= scope.days_ago(c.within_days))
-    return _exists(aggregates, scope, *tests)
+    return OnAggregates(and_(*tests), True)
 
 
 def _product_in_cart(c: d.ProductInCart, scope: Scope) -> Expr:
     return _exists(cart_items, scope, cart_items.c.product_id == c.product_id)
 
 
-def _last_purchase(c: d.LastPurchase, scope: Scope) -> Expr:
+def _last_purchase(c: d.LastPurchase, scope: Scope) -> OnAggregates:
     return _recency(aggregates.c.last_purchase_at, c, scope)
 
 
-def _purchase_count(c: d.PurchaseCount, scope: Scope) -> Expr:
+def _purchase_count(c: d.PurchaseCount, scope: Scope) -> OnAggregates:
     return _aggregate_range(aggregates.c.purchase_count, c, scope)
 
 
-def _purchase_total(c: d.PurchaseTotal, scope: Scope) -> Expr:
+def _purchase_total(c: d.PurchaseTotal, scope: Scope) -> OnAggregates:
     return _aggregate_range(aggregates.c.purchase_total, c, scope)
 
 
@@ -387,8 +505,8 @@ def _bought(c: d.Bought, scope: Scope) -> Expr:
     )
 
 
-def _last_login(c: d.LastLogin, scope: Scope) -> Expr:
-    return _exists(aggregates, scope, *_date_bounds(aggregates.c.last_login_at, c.before, c.after, scope))
+def _last_login(c: d.LastLogin, scope: Scope) -> OnAggregates:
+    return OnAggregates(and_(*_date_bounds(aggregates.c.last_login_at, c.before, c.after, scope)), True)
 
 
 def _coupon(c: d.CouponHeld, scope: Scope) -> Expr:
@@ -416,7 +534,18 @@ def _segment(c: d.InSegment, scope: Scope) -> Expr:
     return matches(other, scope)
 
 
-CONDITIONS: dict[type[Any], Callable[[Any, Scope], Expr]] = {
+cohort_members: Table = CohortMember.__table__  # type: ignore[assignment]
+
+
+def _cohort(c: d.InCohort, scope: Scope) -> Expr:
+    return exists().where(
+        cohort_members.c.cohort_id == c.cohort_id,
+        cohort_members.c.profile_id == profiles.c.id,
+        cohort_members.c.workspace_id == scope.workspace_id,
+    )
+
+
+CONDITIONS: dict[type[Any], Callable[[Any, Scope], Part]] = {
     d.Member: _member,
     d.ChannelFriend: _channel_friend,
     d.MarketingConsent: _marketing_consent,
@@ -443,4 +572,5 @@ CONDITIONS: dict[type[Any], Callable[[Any, Scope], Expr]] = {
     d.CouponHeld: _coupon,
     d.EventDone: _event,
     d.InSegment: _segment,
+    d.InCohort: _cohort,
 }

@@ -389,6 +389,13 @@ class InSegment(Strict):
     segment_id: uuid.UUID
 
 
+class InCohort(Strict):
+    """Member of a static cohort of the workspace (an uploaded list: services/segmenter/cohorts.py)."""
+
+    type: Literal["cohort"]
+    cohort_id: uuid.UUID
+
+
 Condition = Annotated[
     Member
     | ChannelFriend
@@ -415,7 +422,8 @@ Condition = Annotated[
     | LastLogin
     | CouponHeld
     | EventDone
-    | InSegment,
+    | InSegment
+    | InCohort,
     Field(discriminator="type"),
 ]
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.segmenter.definition import Definition
+from services.segmenter.models import DEFAULT_REFRESH_MINUTES
 
 NAME = Field(min_length=1, max_length=200, examples=["장바구니 이탈 고객"])
 DESCRIPTION = Field(default=None, max_length=2000, examples=["장바구니에 담고 7일 안에 구매하지 않은 고객"])
@@ -74,12 +75,22 @@ def segment_examples() -> dict[str, dict[str, Any]]:
     }
 
 
+REFRESH_EVERY = Field(
+    default=DEFAULT_REFRESH_MINUTES,
+    ge=1,
+    le=7 * 24 * 60,
+    description="Minutes between full refreshes of the membership; null: only on demand",
+    examples=[60],
+)
+
+
 class SegmentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = NAME
     description: str | None = DESCRIPTION
     definition: Definition
+    refresh_every_minutes: int | None = REFRESH_EVERY
 
 
 class SegmentUpdate(BaseModel):
@@ -92,6 +103,9 @@ class SegmentUpdate(BaseModel):
     )
     description: str | None = DESCRIPTION
     definition: Definition | None = None
+    refresh_every_minutes: int | None = Field(
+        default=None, ge=1, le=7 * 24 * 60, description="null: only on demand", examples=[30]
+    )
 
     @model_validator(mode="after")
     def _no_null_name_or_definition(self) -> Self:
@@ -108,6 +122,7 @@ class SegmentOut(BaseModel):
     name: str = NAME
     description: str | None = DESCRIPTION
     definition: Definition
+    refresh_every_minutes: int | None = Field(default=None, examples=[60])
     created_at: datetime
     updated_at: datetime
 
@@ -133,3 +148,81 @@ class PreviewProfileOut(BaseModel):
 class PreviewOut(BaseModel):
     items: list[PreviewProfileOut]
     next_cursor: uuid.UUID | None = Field(description="Pass as `cursor` for the next page; null at the end")
+
+
+class RefreshOut(BaseModel):
+    entered: int = Field(description="Profiles that entered with this refresh", examples=[120])
+    exited: int = Field(description="Profiles that left with this refresh", examples=[35])
+    count: int = Field(description="Members after the refresh", examples=[1284])
+    took_ms: float = Field(description="Time the refresh took, in milliseconds", examples=[812.4])
+    refreshed_at: datetime
+
+
+class MemberOut(BaseModel):
+    profile_id: uuid.UUID
+    user_id: str | None = Field(examples=["member-1004"])
+    entered_at: datetime
+
+
+class MembersOut(BaseModel):
+    items: list[MemberOut]
+    next_cursor: uuid.UUID | None = Field(description="Pass as `cursor` for the next page; null at the end")
+    refreshed_at: datetime | None = Field(description="Last full refresh; null: never refreshed")
+
+
+class ChangeOut(BaseModel):
+    seq: int = Field(description="Grows with every change: pass the last one as `since` to read on")
+    profile_id: uuid.UUID
+    user_id: str | None = Field(examples=["member-1004"])
+    change: Literal["entered", "exited"]
+    at: datetime
+
+
+class ChangesOut(BaseModel):
+    items: list[ChangeOut]
+    next_cursor: str | None = Field(
+        description="Pass as `since` for the changes after these (null: none yet; ask again later with "
+        "the last cursor you had)"
+    )
+
+
+# --- cohorts --------------------------------------------------------------------------------------
+
+
+class CohortCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, examples=["VIP 초대 명단"])
+    description: str | None = Field(default=None, max_length=2000)
+    user_ids: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        min_length=1, max_length=100_000, examples=[["member-1004", "member-1005"]]
+    )
+
+
+class CohortOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    description: str | None = None
+    source: Literal["csv", "json"]
+    member_count: int
+    created_at: datetime
+
+
+class CohortList(BaseModel):
+    items: list[CohortOut]
+
+
+class CohortRowError(BaseModel):
+    row: int = Field(description="CSV: the row number (the header is 1); JSON: the index in `user_ids`")
+    column: str | None = Field(description="The column (as written in the file) or `user_ids`")
+    message: str
+
+
+class CohortImportOut(BaseModel):
+    cohort: CohortOut
+    rows: int = Field(description="Rows read (blank rows are not counted)")
+    matched: int = Field(description="Rows that named a profile of the workspace")
+    skipped: int = Field(description="Rows left out")
+    errors: list[CohortRowError] = Field(description="Why rows were left out (at most 1000 listed)")

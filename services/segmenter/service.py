@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.segmenter import compiler, repository
-from services.segmenter.definition import Definition, InSegment, conditions_of
-from services.segmenter.models import Segment
+from services.segmenter.definition import Definition, InCohort, InSegment, conditions_of
+from services.segmenter.models import DEFAULT_REFRESH_MINUTES, Segment
 from shared.auth import WorkspaceContext
 from shared.clock import Clock
 from shared.errors import Conflict, FieldError, NotFound, ValidationFailed
@@ -93,10 +94,25 @@ async def resolve_segments(
     return found
 
 
+async def check_cohorts(
+    session: AsyncSession, workspace_id: uuid.UUID, definition: Definition, *, at: Path = ("body",)
+) -> None:
+    """422 at the first `cohort` condition naming no cohort of this workspace."""
+    used = [(c, path) for c, path in conditions_of(definition) if isinstance(c, InCohort)]
+    if not used:
+        return
+    known = await repository.existing_cohorts(session, workspace_id, [c.cohort_id for c, _ in used])
+    for condition, path in used:
+        if condition.cohort_id not in known:
+            where = dotted((*at, *path, "cohort_id"))
+            raise _invalid(where, f"no cohort {condition.cohort_id} in this workspace", "cohort_not_found")
+
+
 async def _scope(
     session: AsyncSession, workspace: WorkspaceContext, clock: Clock, definition: Definition, at: Path
 ) -> compiler.Scope:
     segments = await resolve_segments(session, workspace.id, definition, at=at)
+    await check_cohorts(session, workspace.id, definition, at=at)
     return compiler.Scope(workspace.id, workspace.timezone, clock.now(), segments)
 
 
@@ -162,10 +178,12 @@ async def create_segment(
     name: str,
     description: str | None,
     definition: Definition,
+    refresh_every_minutes: int | None = DEFAULT_REFRESH_MINUTES,
 ) -> Segment:
     await _require_free_name(session, workspace_id, name)
     segment_id = uuid.uuid4()
     await resolve_segments(session, workspace_id, definition, at=("body", "definition"), own_id=segment_id)
+    await check_cohorts(session, workspace_id, definition, at=("body", "definition"))
     now = clock.now()
     segment = Segment(
         id=segment_id,
@@ -173,6 +191,7 @@ async def create_segment(
         name=name,
         description=description,
         definition=_stored(definition),
+        refresh_every_minutes=refresh_every_minutes,
         created_at=now,
         updated_at=now,
     )
@@ -194,7 +213,7 @@ async def update_segment(
     segment_id: uuid.UUID,
     changes: dict[str, Any],
 ) -> Segment:
-    """Apply `changes` (any of name, description, definition as a Definition)."""
+    """Apply `changes` (any of name, description, definition as a Definition, refresh_every_minutes)."""
     segment = await _require(session, workspace_id, segment_id)
     if "name" in changes:
         await _require_free_name(session, workspace_id, changes["name"], other_than=segment_id)
@@ -206,7 +225,13 @@ async def update_segment(
         await resolve_segments(
             session, workspace_id, definition, at=("body", "definition"), own_id=segment_id
         )
+        await check_cohorts(session, workspace_id, definition, at=("body", "definition"))
+        if _stored(definition) != segment.definition:
+            # its memberships are stale: the next cron tick (or a refresh on demand) recomputes them
+            await repository.forget_refresh(session, segment_id)
         segment.definition = _stored(definition)
+    if "refresh_every_minutes" in changes:
+        segment.refresh_every_minutes = changes["refresh_every_minutes"]
     segment.updated_at = clock.now()
     await session.flush()
     return segment
@@ -226,3 +251,47 @@ async def estimate_saved(
     segment = await _require(session, workspace.id, segment_id)
     definition = Definition.model_validate(segment.definition)
     return await estimate(session, workspace, clock, definition, at=("definition",))
+
+
+# --- materialized memberships (read side) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MembersPage:
+    items: list[Any]
+    next_cursor: uuid.UUID | None
+    refreshed_at: datetime | None
+
+
+async def members(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    segment_id: uuid.UUID,
+    *,
+    limit: int,
+    after: uuid.UUID | None,
+) -> MembersPage:
+    await _require(session, workspace_id, segment_id)
+    rows = await repository.members_page(session, segment_id, limit=limit + 1, after=after)
+    refresh = await repository.get_refresh(session, segment_id)
+    items = list(rows[:limit])
+    return MembersPage(
+        items,
+        items[-1].profile_id if len(rows) > limit else None,
+        refresh.refreshed_at if refresh is not None else None,
+    )
+
+
+async def changes(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    segment_id: uuid.UUID,
+    *,
+    limit: int,
+    after_seq: int | None,
+    since: datetime | None,
+) -> list[Any]:
+    await _require(session, workspace_id, segment_id)
+    return list(
+        await repository.changes_page(session, segment_id, limit=limit, after_seq=after_seq, since=since)
+    )

@@ -137,6 +137,7 @@ def secret_key(key: str) -> dict[str, str]:
 class Shop:
     id: Any
     api: httpx.AsyncClient  # the segmenter, with the shop's secret key
+    write_key: str = ""
 
     async def estimate(self, definition: dict[str, Any]) -> int:
         response = await self.api.post("/v1/segments/estimate", json=definition)
@@ -155,8 +156,10 @@ class Shop:
         return await self.users({"include": condition})
 
 
-async def _send(app_client: httpx.AsyncClient, key: str, history: list[dict[str, Any]]) -> None:
-    batch = [{**m, "messageId": f"m-{i}"} for i, m in enumerate(history)]
+async def _send(
+    app_client: httpx.AsyncClient, key: str, history: list[dict[str, Any]], prefix: str = "m"
+) -> None:
+    batch = [{**m, "messageId": f"{prefix}-{i}"} for i, m in enumerate(history)]
     response = await app_client.post("/v1/batch", json={"batch": batch}, headers=write_key(key))
     assert response.status_code == 200, response.text
     assert not response.json().get("rejected"), response.text
@@ -174,9 +177,15 @@ async def shops(settings, clock, db, redis, make_workspace) -> AsyncIterator[tup
         serve(create_segmenter_app(settings, clock=clock), headers=secret_key(a.secret_key)) as api_a,
         serve(create_segmenter_app(settings, clock=clock), headers=secret_key(b.secret_key)) as api_b,
     ):
-        yield Shop(a.workspace.id, api_a), Shop(b.workspace.id, api_b)
+        yield Shop(a.workspace.id, api_a, a.write_key), Shop(b.workspace.id, api_b, b.write_key)
 
 
 @pytest_asyncio.fixture
 async def shop(shops: tuple[Shop, Shop]) -> Shop:
     return shops[0]
+
+
+async def send(settings: Any, clock: Any, shop: Shop, history: list[dict[str, Any]], prefix: str) -> None:
+    """More of a shop's history, through the ingest app (messageIds `prefix`-n must be new)."""
+    async with serve(create_ingest_app(settings, clock=clock)) as ingest:
+        await _send(ingest, shop.write_key, history, prefix)
