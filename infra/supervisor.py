@@ -74,6 +74,11 @@ def run(env: dict[str, str], state_dir: str, host: str = "127.0.0.1") -> int:
     """Run the stack in the foreground until Ctrl-C or a process exits; returns the exit code."""
     manager = Manager(Printer(sys.stdout, colour=sys.stdout.isatty()))
     child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", STACK_MARKER: state_dir}
+    # the sandbox reports deliveries to the local dispatcher, as a provider would to production
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    child_env.setdefault(
+        "DASI_SANDBOX_WEBHOOK_BASE_URL", f"http://{local}:{SERVICE_PORTS['dispatcher']}/v1/webhooks"
+    )
     for spec in process_specs(host):
         manager.add_process(spec.name, shlex.join(spec.argv), env=child_env, cwd=str(PROJECT_ROOT))
     manager.loop()

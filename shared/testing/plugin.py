@@ -175,3 +175,4 @@ test_servers.__test__ = False  # type: ignore[attr-defined]
 # --- fixtures -----------------------------------------------------------------------------------
 
 from shared.testing.fixtures import *  # noqa: E402, F403
+from shared.testing.sandbox import *  # noqa: E402, F403 - sandbox, sandbox_server, webhook_receiver
