@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 
@@ -13,11 +13,11 @@ from shared.settings import Settings
 
 def serialize_job(payload: dict[str, Any]) -> bytes:
     # jobs carry JSON, never pickles: payloads are pydantic contracts dumped to JSON
-    return json.dumps(payload, separators=(",", ":"), default=str).encode()
+    return orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
 def deserialize_job(raw: bytes) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(raw)
+    result: dict[str, Any] = orjson.loads(raw)
     return result
 
 

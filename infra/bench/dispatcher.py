@@ -12,7 +12,10 @@ template rendered per shopper, policy checks, attempts and outcomes recorded) an
    sandbox (16 in flight, no database, no queue): what the provider side alone allows;
 2. the dispatcher: messages/s from the first enqueue to the last recorded outcome, and the
    enqueue -> recorded latency per message (p50 / p99). All batches are enqueued at once, so the
-   latency is mostly time spent waiting in the queue behind the others (a backlog being drained).
+   latency is mostly time spent waiting in the queue behind the others (a backlog being drained);
+3. the worker process's CPU time per message over the run (/proc), and the rate one core would
+   sustain at that cost: on a shared machine the rate follows what the worker gets of the CPU, its
+   CPU per message is what its code costs. The 1-minute load average before and after the run.
 
 DASI_BENCH_PROFILE=/tmp/worker.prof runs the worker under cProfile (written when it stops).
 """
@@ -28,6 +31,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -269,12 +273,25 @@ async def baseline(url: str, appkey: str, count: int, size: int, concurrency: in
         await client.aclose()
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def dispatch_run(
-    settings: Settings, batches: list[SendBatch], tag: str
-) -> tuple[float, list[float], dict[str, int]]:
+    settings: Settings, batches: list[SendBatch], tag: str, worker_pid: int | None = None
+) -> tuple[float, list[float], dict[str, int], float | None]:
+    """messages/s, latencies, outcomes, and the worker's CPU seconds per message over the run (on a
+    machine shared with other work the rate varies with what the worker gets of the CPU; its CPU per
+    message is what its code costs)."""
     redis = create_redis(settings)
     conn = await _connect(settings.require_database_url())
     total = sum(len(b.messages) for b in batches)
+    cpu_before = cpu_seconds(worker_pid) if worker_pid else None
     try:
         started = time.perf_counter()
         for b in batches:
@@ -287,10 +304,13 @@ async def dispatch_run(
                 pattern,
             )
             if done >= total:
+                cpu_after = cpu_seconds(worker_pid) if worker_pid else None
                 break
             if time.perf_counter() - started > 600:
                 raise RuntimeError(f"only {done} of {total} recorded after 10 minutes")
-            await asyncio.sleep(0.05)
+            # the rate comes from the rows' own timestamps, not from this loop: look rarely, since
+            # each look is a scan of the messages that takes CPU from the worker being measured
+            await asyncio.sleep(0.5)
         rows = await conn.fetch(
             "SELECT status, enqueued_at, updated_at FROM dispatcher.messages WHERE idempotency_key LIKE $1",
             pattern,
@@ -302,7 +322,8 @@ async def dispatch_run(
         statuses: dict[str, int] = {}
         for r in rows:
             statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-        return rate, latencies, statuses
+        cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+        return rate, latencies, statuses, (cpu / total if cpu is not None else None)
     finally:
         await conn.close()
         await redis.aclose()
@@ -352,11 +373,13 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str, bas
             print(f"{head}  baseline: adapter submit alone (no DB, 16 in flight) {raw:>9,.0f} msg/s")
             tag = f"l{latency}"
             batches = _batches(workspace, alimtalk, sms, profiles, args.messages, args.batch, tag)
-            rate, latencies, statuses = await dispatch_run(settings, batches, tag)
+            load = os.getloadavg()[0]
+            rate, latencies, statuses, cpu = await dispatch_run(settings, batches, tag, worker.pid)
+            per_core = f"{cpu * 1e6:5.0f} us CPU/msg (one core: {1 / cpu:6,.0f} msg/s)" if cpu else ""
             print(
                 f"{head}  dispatcher end to end (queue, render, policy, record) {rate:>9,.0f} msg/s"
                 f"   enqueue->recorded p50 {_ms(latencies, 50):7.1f} ms  p99 {_ms(latencies, 99):7.1f} ms"
-                f"   outcomes {statuses}"
+                f"   worker {per_core}   load {load:.1f}->{os.getloadavg()[0]:.1f}   outcomes {statuses}"
             )
     finally:
         for child in (worker, sandbox):

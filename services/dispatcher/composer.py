@@ -89,7 +89,8 @@ class TemplateComposer:
         return found
 
     def _template_parts(self, t: Template) -> CompiledTemplate:
-        found = self._compiled.get((str(t.id), t.updated_at.isoformat()))
+        key = (str(t.id), t.updated_at.isoformat())
+        found = self._compiled.get(key)
         if found is not None:
             return found
         parts: dict[str, str | None] = {
@@ -101,7 +102,7 @@ class TemplateComposer:
             for k, v in button.items():
                 if isinstance(v, str) and k != "type":
                     parts[f"buttons.{i}.{k}"] = v
-        return self._compile((str(t.id), t.updated_at.isoformat()), parts, t.variables or {})
+        return self._compile(key, parts, t.variables or {})
 
     def _inline(self, content: Mapping[str, Any]) -> CompiledTemplate:
         digest = hashlib.sha256(repr(sorted(content.items())).encode()).hexdigest()
@@ -167,6 +168,7 @@ class TemplateComposer:
         rules = sender_rules(sender_row)
         numbers = sorted(rules.registered_numbers)
         sender_number = numbers[0] if numbers else None
+        compiled: dict[uuid.UUID, CompiledTemplate] = {}  # per batch: the cache key is not free
         out: list[Prepared] = []
         for item in items:
             recipient = (
@@ -183,7 +185,18 @@ class TemplateComposer:
                 continue
             try:
                 out.append(
-                    self._one(item, recipient, template, tz, now, sender_row, sender, rules, sender_number)
+                    self._one(
+                        item,
+                        recipient,
+                        template,
+                        compiled,
+                        tz,
+                        now,
+                        sender_row,
+                        sender,
+                        rules,
+                        sender_number,
+                    )
                 )
             except ContentError as exc:
                 out.append(Prepared("skip", reason=f"content:{exc.code}"))
@@ -194,6 +207,7 @@ class TemplateComposer:
         item: ComposeItem,
         recipient: Recipient,
         template: Template | None,
+        compiled_templates: dict[uuid.UUID, CompiledTemplate],
         tz: str,
         now: datetime,
         sender_row: SenderProfile,
@@ -224,9 +238,12 @@ class TemplateComposer:
                 "defer", reason=verdict.reason.value if verdict.reason else None, not_before=verdict.until
             )
         address = recipient.address(channel) or ""
-        compiled = (
-            self._template_parts(template) if template is not None else self._inline(item.content or {})
-        )
+        if template is None:
+            compiled = self._inline(item.content or {})
+        else:
+            compiled = compiled_templates.get(template.id) or compiled_templates.setdefault(
+                template.id, self._template_parts(template)
+            )
         values: dict[str, Any] = {
             "profile": {"name": recipient.name} if recipient.name else {},
             "store": {"name": sender_row.store_name},

@@ -24,9 +24,11 @@ that races its submission's record is applied by whichever commits second.
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -180,6 +182,7 @@ class Dispatcher:
         seqs = await repo.next_seqs(
             session, (m.id for m in messages if m.chain_pos or m.tries or m.reason or m.not_before)
         )
+        new_ids = _random_ids(len(messages))  # one attempt at most per message and step
         planned: list[_Planned] = []
         attempts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -232,10 +235,14 @@ class Dispatcher:
                 assert prep.outgoing is not None
                 channel = prep.outgoing.channel
                 adapter = self.adapters.get(channel) or self.adapters.get(Channel(m.chain[m.chain_pos]))
-                outgoing = replace(prep.outgoing, idempotency_key=f"{m.id.hex}-{seq}")
                 fb = fallback.get(m.id)
-                if fb is not None and fb.action == "send" and fb.outgoing is not None:
-                    outgoing = replace(outgoing, provider_fallback=_provider_fallback(fb))
+                outgoing = replace(
+                    prep.outgoing,
+                    idempotency_key=f"{m.id.hex}-{seq}",
+                    provider_fallback=_provider_fallback(fb)
+                    if fb is not None and fb.action == "send" and fb.outgoing is not None
+                    else prep.outgoing.provider_fallback,
+                )
                 if adapter is not None and adapter.name not in allowed:
                     # one decision per provider and step: a half-open breaker's probe is this step's call
                     allowed[adapter.name] = self.guards.breaker(adapter.name).allow()
@@ -245,7 +252,14 @@ class Dispatcher:
                     provider = adapter.name if adapter else "-"
                     attempts.append(
                         _attempt_row(
-                            m, seq, outgoing, provider, now, state="done", outcome=Outcome.unreachable
+                            next(new_ids),
+                            m,
+                            seq,
+                            outgoing,
+                            provider,
+                            now,
+                            state="done",
+                            outcome=Outcome.unreachable,
                         )
                         | {"code": code, "detail": f"{provider}: {code}"}
                     )
@@ -254,7 +268,7 @@ class Dispatcher:
                     if d.now:
                         again.append(m.id)
                     continue
-                row = _attempt_row(m, seq, outgoing, adapter.name, now, state="submitting")
+                row = _attempt_row(next(new_ids), m, seq, outgoing, adapter.name, now, state="submitting")
                 attempts.append(row)
                 planned.append(_Planned(m, row, outgoing, adapter))
         await repo.insert_attempts(session, attempts, now)
@@ -288,7 +302,7 @@ class Dispatcher:
             kind=m.kind,
             profile_id=m.profile_id,
             address=m.address,
-            template_id=uuid.UUID(template) if template else m.template_id,
+            template_id=_template_uuid(template) if template else m.template_id,
             content=m.content,
             variables=m.variables,
             is_ad=m.is_ad,
@@ -380,14 +394,14 @@ class Dispatcher:
                 refs[p.adapter.name].append(sub.provider_ref)
             if sub.cost_krw:
                 costed.append(p.message.id)
-        for provider, provider_refs in refs.items():
-            await repo.lock_refs(session, provider, provider_refs)
-        await repo.update_attempts(session, attempt_rows, now)
-        await repo.update_messages(session, message_rows, now)
+        # the locks first, in a statement of their own: the next one's snapshot then sees every
+        # report stored before they were granted (a report racing this record is not missed)
+        await repo.lock_provider_refs(session, refs)
+        waiting = await repo.record_answers(session, attempt_rows, message_rows, refs, now)
         await repo.refresh_costs(session, costed)
+        if not waiting:
+            return again
         for provider, provider_refs in refs.items():
-            if not await repo.any_unapplied(session, provider, provider_refs):
-                continue
             early = await repo.unapplied_reports(session, provider=provider, refs=provider_refs)
             if early:
                 again += await self._apply(session, provider, early)
@@ -642,7 +656,20 @@ def _provider_fallback(prepared: Prepared) -> ProviderFallback:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _template_uuid(text: str) -> uuid.UUID:
+    """A template id of a message's `templates` (JSON text); a batch names the same few again and again."""
+    return uuid.UUID(text)
+
+
+def _random_ids(count: int) -> Iterator[uuid.UUID]:
+    """`count` random (version 4) uuids from one os.urandom call, not one call each."""
+    raw = os.urandom(16 * count)
+    return (uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * count, 16))
+
+
 def _attempt_row(
+    attempt_id: uuid.UUID,
     m: MessageRow,
     seq: int,
     outgoing: Outgoing,
@@ -653,7 +680,7 @@ def _attempt_row(
     outcome: Outcome | None = None,
 ) -> dict[str, Any]:
     return {
-        "id": uuid.uuid4(),
+        "id": attempt_id,
         "message_id": m.id,
         "workspace_id": m.workspace_id,
         "seq": seq,

@@ -111,6 +111,8 @@ class Recipient:
         return [*found, f"profile:{self.profile_id}"]
 
     def is_suppressed(self, channel: Channel, address: str | None = None, *, is_ad: bool = True) -> bool:
+        if not self.suppressed and not (is_ad and self.ads_suppressed):
+            return False  # most recipients: nothing to look through
         family = channel_family(channel)
         wanted = [address or self.address(channel), f"profile:{self.profile_id}"]
         lists = (self.suppressed, self.ads_suppressed) if is_ad else (self.suppressed,)

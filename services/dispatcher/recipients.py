@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, column, text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TEXT, UUID
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.policy import ConsentFact, Recipient
+from services.dispatcher.repository import driver_connection
 from services.dispatcher.suppressions import AD_OPT_OUTS, PHONE_SQL, normalize_email
 
 _YES = {"true", "y", "yes", "1", "동의", "예", "on"}
@@ -39,41 +39,30 @@ _LOAD_SQL = """
                    NULL
                ) AS push_tokens
         FROM ingest.profiles
-        WHERE workspace_id = :workspace_id AND id = ANY(:profile_ids)
+        WHERE workspace_id = $1 AND id = ANY($2::uuid[])
     )
     SELECT p.id, p.traits ->> 'name' AS name, p.phone, p.email, p.push_tokens,
-           p.traits -> 'kakao_channel_friend' AS friend,
-           coalesce(c.consents, '{}'::jsonb) AS consents,
-           coalesce(s.suppressed, '[]'::jsonb) AS suppressed
+           (p.traits -> 'kakao_channel_friend')::text AS friend,
+           coalesce(c.consents, '{}'::jsonb)::text AS consents,
+           coalesce(s.suppressed, '[]'::jsonb)::text AS suppressed
     FROM p
     LEFT JOIN LATERAL (
         SELECT jsonb_object_agg(topic, jsonb_build_array(granted, given_at)) AS consents
         FROM ingest.consents
-        WHERE profile_id = p.id AND workspace_id = :workspace_id
+        WHERE profile_id = p.id AND workspace_id = $1
     ) c ON true
     LEFT JOIN LATERAL (
         SELECT jsonb_agg(jsonb_build_array(channel, address, source)) AS suppressed
         FROM dispatcher.suppressions
-        WHERE workspace_id = :workspace_id
+        WHERE workspace_id = $1
           AND address = ANY(array_remove(ARRAY[p.phone, p.email, 'profile:' || p.id::text], NULL)
                             || p.push_tokens)
     ) s ON true
 """
 # only a module constant is spliced in (the phone normalization); every value is a bound parameter
 _PHONE = PHONE_SQL.format(value="coalesce(traits ->> 'phone', traits ->> 'mobile')")
-_LOAD = text(_LOAD_SQL.replace("$PHONE", _PHONE)).bindparams(
-    bindparam("profile_ids", type_=ARRAY(UUID(as_uuid=True)))
-)
-_LOAD_COLUMNS = _LOAD.columns(
-    column("id", UUID(as_uuid=True)),
-    column("name", TEXT),
-    column("phone", TEXT),
-    column("email", TEXT),
-    column("push_tokens", ARRAY(TEXT)),
-    column("friend", JSONB),
-    column("consents", JSONB),
-    column("suppressed", JSONB),
-)
+# run on the session's asyncpg connection: no SQLAlchemy processing of the uuid array and jsonb
+_LOAD = _LOAD_SQL.replace("$PHONE", _PHONE)
 
 
 def _flag(value: Any) -> bool:
@@ -97,20 +86,20 @@ async def load_recipients(
     """The recipients among `profile_ids` (a batch of a few hundred) that belong to the workspace."""
     if not profile_ids:
         return {}
-    rows = await session.execute(
-        _LOAD_COLUMNS, {"workspace_id": workspace_id, "profile_ids": list(dict.fromkeys(profile_ids))}
-    )
+    conn = await driver_connection(session)
+    rows = await conn.fetch(_LOAD, workspace_id, list(dict.fromkeys(profile_ids)))
     found: dict[uuid.UUID, Recipient] = {}
-    for row in rows:
-        found[row.id] = Recipient(
-            profile_id=row.id,
-            name=row.name,
-            phone=row.phone or None,
-            email=normalize_email(row.email) if row.email else None,
-            push_tokens=tuple(dict.fromkeys(row.push_tokens or ())),
-            kakao_channel_friend=_flag(row.friend),
-            consents=_consents(row.consents),
-            suppressed=frozenset((c, a) for c, a, source in row.suppressed if source not in AD_OPT_OUTS),
-            ads_suppressed=frozenset((c, a) for c, a, source in row.suppressed if source in AD_OPT_OUTS),
+    for profile_id, name, phone, email, push_tokens, friend, consents, suppressed_json in rows:
+        suppressed = orjson.loads(suppressed_json)
+        found[profile_id] = Recipient(
+            profile_id=profile_id,
+            name=name,
+            phone=phone or None,
+            email=normalize_email(email) if email else None,
+            push_tokens=tuple(dict.fromkeys(push_tokens or ())),
+            kakao_channel_friend=_flag(orjson.loads(friend)) if friend else False,
+            consents=_consents(orjson.loads(consents)),
+            suppressed=frozenset((c, a) for c, a, source in suppressed if source not in AD_OPT_OUTS),
+            ads_suppressed=frozenset((c, a) for c, a, source in suppressed if source in AD_OPT_OUTS),
         )
     return found

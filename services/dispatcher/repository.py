@@ -35,9 +35,20 @@ def message_kind(request: SendRequest) -> str:
 
 
 async def driver_connection(session: AsyncSession) -> Any:
-    """The session's asyncpg connection (same transaction): array statements without ORM overhead."""
+    """The session's asyncpg connection, inside the session's transaction: array statements without
+    ORM overhead. SQLAlchemy's asyncpg adapter begins lazily, on its own first statement; a statement
+    sent straight to the driver before that would run in a transaction of its own (a claim or an
+    advisory lock committed at once), so the transaction is begun here first (BEGIN, one round trip)."""
     connection = await session.connection()
-    return (await connection.get_raw_connection()).driver_connection
+    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    raw = adapted.driver_connection
+    if not raw.is_in_transaction():
+        begin = getattr(adapted, "_start_transaction", None)
+        if begin is not None and getattr(adapted, "_transaction", False) is None:
+            await begin()  # the adapter's own begin: it then knows its transaction
+        else:
+            await connection.execute(text("SELECT 1"))
+    return raw
 
 
 def _json(value: Any) -> str | None:
@@ -242,30 +253,6 @@ async def insert_attempts(session: AsyncSession, rows: Sequence[Mapping[str, Any
     )
 
 
-_UPDATE_ATTEMPTS = """
-UPDATE dispatcher.delivery_attempts a
-SET state = u.state, outcome = u.outcome, code = u.code, detail = u.detail, provider_ref = u.ref,
-    cost_krw = u.cost, answered_at = $1::timestamptz
-FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[])
-    AS u(id, state, outcome, code, detail, ref, cost)
-WHERE a.id = u.id
-"""
-
-
-async def update_attempts(session: AsyncSession, rows: Sequence[Mapping[str, Any]], now: datetime) -> None:
-    if not rows:
-        return
-    conn = await driver_connection(session)
-    await conn.execute(
-        _UPDATE_ATTEMPTS,
-        now,
-        *(
-            [r[k] for r in rows]
-            for k in ("id", "state", "outcome", "code", "detail", "provider_ref", "cost_krw")
-        ),
-    )
-
-
 _UPDATE_MESSAGES = """
 UPDATE dispatcher.messages m
 SET status = u.status, reason = u.reason, not_before = u.not_before, chain_pos = u.chain_pos, tries = u.tries,
@@ -367,19 +354,85 @@ async def timezones(session: AsyncSession, workspace_ids: Iterable[uuid.UUID]) -
 # --- reports ------------------------------------------------------------------------------------
 
 
+_LOCK_REFS = """
+SELECT pg_advisory_xact_lock(k) FROM (
+    SELECT DISTINCT hashtextextended(u.provider || ':' || u.ref, 0) AS k
+    FROM unnest($1::text[], $2::text[]) AS u(provider, ref) ORDER BY 1) AS s
+"""
+
+
 async def lock_refs(session: AsyncSession, provider: str, refs: Sequence[str]) -> None:
     """Serialize "record a submission" and "receive its report" per provider ref (transaction-scoped
     advisory locks, taken in one order). Without it a report arriving while its submission is being
     recorded could be missed by both: each looks for the other before either has committed."""
-    if refs:
-        await session.execute(
-            text(
-                "SELECT pg_advisory_xact_lock(k) FROM ("
-                " SELECT DISTINCT hashtextextended(:provider || ':' || r, 0) AS k"
-                " FROM unnest(CAST(:refs AS text[])) AS r ORDER BY 1) AS s"
-            ),
-            {"provider": provider, "refs": list(refs)},
+    await lock_provider_refs(session, {provider: refs})
+
+
+async def lock_provider_refs(session: AsyncSession, refs: Mapping[str, Sequence[str]]) -> None:
+    """`lock_refs` for several providers in one statement (one order over all of them)."""
+    providers = [p for p, provider_refs in refs.items() for _ in provider_refs]
+    if providers:
+        conn = await driver_connection(session)
+        await conn.execute(
+            _LOCK_REFS, providers, [r for provider_refs in refs.values() for r in provider_refs]
         )
+
+
+_RECORD = """
+WITH attempts AS (
+    UPDATE dispatcher.delivery_attempts a
+    SET state = u.state, outcome = u.outcome, code = u.code, detail = u.detail, provider_ref = u.ref,
+        cost_krw = u.cost, answered_at = $1::timestamptz
+    FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[])
+        AS u(id, state, outcome, code, detail, ref, cost)
+    WHERE a.id = u.id
+    RETURNING 1
+), messages AS (
+    UPDATE dispatcher.messages m
+    SET status = u.status, reason = u.reason, not_before = u.not_before, chain_pos = u.chain_pos,
+        tries = u.tries, channel = u.channel, updated_at = $1::timestamptz,
+        finished_at = CASE WHEN u.finished THEN $1::timestamptz END
+    FROM unnest($9::uuid[], $10::text[], $11::text[], $12::timestamptz[], $13::int[], $14::int[],
+        $15::text[], $16::bool[]) AS u(id, status, reason, not_before, chain_pos, tries, channel, finished)
+    WHERE m.id = u.id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM attempts), (SELECT count(*) FROM messages), EXISTS (
+    SELECT 1 FROM dispatcher.delivery_reports r, unnest($17::text[], $18::text[]) AS u(provider, ref)
+    WHERE r.applied_at IS NULL AND r.provider = u.provider AND r.provider_ref = u.ref)
+"""
+
+
+async def record_answers(
+    session: AsyncSession,
+    attempts: Sequence[Mapping[str, Any]],
+    messages: Sequence[Mapping[str, Any]],
+    refs: Mapping[str, Sequence[str]],
+    now: datetime,
+) -> bool:
+    """The providers' answers in one statement: the attempts' new states, the messages' new fields
+    (as `update_messages`), and a look whether any report of `refs` is waiting to be applied. Call it
+    after `lock_provider_refs`: its snapshot then sees every report stored before the locks were
+    granted. Returns whether one is waiting."""
+    if not attempts and not messages and not any(refs.values()):
+        return False
+    conn = await driver_connection(session)
+    row = await conn.fetchrow(
+        _RECORD,
+        now,
+        *(
+            [r[k] for r in attempts]
+            for k in ("id", "state", "outcome", "code", "detail", "provider_ref", "cost_krw")
+        ),
+        *(
+            [r[k] for r in messages]
+            for k in ("id", "status", "reason", "not_before", "chain_pos", "tries", "channel")
+        ),
+        [r["finished_at"] is not None for r in messages],
+        [p for p, provider_refs in refs.items() for _ in provider_refs],
+        [r for provider_refs in refs.values() for r in provider_refs],
+    )
+    return bool(row[2])
 
 
 async def store_reports(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -387,18 +440,6 @@ async def store_reports(session: AsyncSession, rows: Sequence[Mapping[str, Any]]
     if rows:
         stmt = insert(DeliveryReport).on_conflict_do_nothing(constraint="uq_delivery_reports_fact")
         await session.execute(stmt, list(rows))
-
-
-async def any_unapplied(session: AsyncSession, provider: str, refs: Sequence[str]) -> bool:
-    """A cheap look before the locking read: is any report of these refs waiting?"""
-    conn = await driver_connection(session)
-    found = await conn.fetchval(
-        "SELECT 1 FROM dispatcher.delivery_reports"
-        " WHERE applied_at IS NULL AND provider = $1 AND provider_ref = ANY($2::text[]) LIMIT 1",
-        provider,
-        list(refs),
-    )
-    return found is not None
 
 
 async def unapplied_reports(

@@ -15,6 +15,7 @@ import orjson
 import pytest
 import stamina
 
+from services.dispatcher import repository as repo
 from services.dispatcher.resilience import ProviderGuards
 from services.dispatcher.wiring import DispatchSettings
 from services.dispatcher.worker import sweep
@@ -198,3 +199,18 @@ async def test_rate_limit_per_provider_spaces_the_calls(clock):
     started = loop.time()
     await guards.acquire("fcm", 10_000)  # no limit set for it
     assert loop.time() - started < 0.1
+
+
+async def test_statements_on_the_driver_connection_are_inside_the_session_transaction(db):
+    """The claim, the attempts and the advisory locks go straight to asyncpg: they must run in the
+    session's transaction (SQLAlchemy begins lazily), or a lock would be released at once and a
+    claim committed even when the step then fails."""
+    async with db() as session:
+        conn = await repo.driver_connection(session)
+        assert conn.is_in_transaction()
+        await repo.lock_refs(session, "nhn-sms", ["sms:1/1", "sms:1/2"])
+        held = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+        assert held == 2  # still held: they go with the transaction
+        await session.rollback()

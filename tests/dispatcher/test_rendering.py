@@ -113,3 +113,32 @@ def test_partials_are_refused_and_runaway_loops_stopped():
     with pytest.raises(ContentError) as content:
         compiled.render({})
     assert content.value.code == "render_error"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ profile.name }}님, 주문하신 {{ product.name }}이(가) 발송되었습니다. 배송조회: {{ link }}",
+        "{{- profile.name -}}  \n {{ coupon.expires_at }} / {{ profile.points }} {{ store.name }}",
+        "{{ links.main }}{{ profile.grade }}",
+        "{{ coupon.expires_at | date_ko }} {{ profile.points | won }}",  # filters: Liquid renders these
+        "{% if profile.grade %}{{ profile.grade }}{% endif %} {{ link }}",
+    ],
+)
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"profile.name": "김다시", "product.name": "수분크림", "link": "https://go.dasi.shop/c/A"},
+        {"profile": {"name": "", "points": 0, "grade": True}, "coupon.expires_at": "2026-11-25T14:59:00Z"},
+        {"profile": {"points": 1.5, "grade": [1, 2]}, "links.main": "https://m", "link": {"a": 1}},
+    ],
+)
+def test_plain_templates_render_as_liquid_does(source, values):
+    """Text and bare variables are joined without Liquid's render machinery: the same text comes out
+    (numbers, booleans, lists, dates, defaults), and every other template still goes through Liquid."""
+    defaults = {"profile.grade": "일반", "profile.points": "0", "links.main": "https://d", "link": "-"}
+    defaults |= {"product.name": "상품", "coupon.expires_at": "2026-01-01T00:00:00Z", "store.name": "다시"}
+    fast = compile_template({"body": source}, defaults)
+    slow = compile_template({"body": source}, defaults)
+    object.__setattr__(slow, "_pieces", {"body": None})  # force Liquid for every part
+    assert fast.render(values, timezone="Asia/Seoul") == slow.render(values, timezone="Asia/Seoul")
