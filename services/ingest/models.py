@@ -127,7 +127,18 @@ class ProfileAggregates(Base):
     """What segments ask about a shopper, kept current with their events (services/ingest/aggregates.py)."""
 
     __tablename__ = "profile_aggregates"
-    __table_args__ = (Index("ix_ingest_profile_aggregates_workspace_id", "workspace_id"), {"schema": SCHEMA})
+    __table_args__ = (
+        Index("ix_ingest_profile_aggregates_workspace_id", "workspace_id"),
+        # segments on the last login read it alone (migration 0009)
+        Index(
+            "ix_ingest_profile_aggregates_workspace_id_last_login_at",
+            "workspace_id",
+            "last_login_at",
+            postgresql_include=["profile_id"],
+            postgresql_where=text("last_login_at IS NOT NULL"),
+        ),
+        {"schema": SCHEMA},
+    )
 
     profile_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), primary_key=True

@@ -11,8 +11,9 @@ admits 0 is written as "no aggregates row outside the range", so they count.
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -24,9 +25,11 @@ from sqlalchemy import (
     DateTime,
     Numeric,
     Select,
+    String,
     Table,
     Uuid,
     and_,
+    bindparam,
     case,
     cast,
     exists,
@@ -39,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import Grouping, UnaryExpression
+from sqlalchemy.sql.elements import BindParameter, Grouping, UnaryExpression
 
 from services.segmenter import definition as d
 from services.segmenter.ingest_tables import (
@@ -64,7 +67,12 @@ class UnresolvedSegment(Exception):
 
 @dataclass(frozen=True)
 class Scope:
-    """Whose profiles, and when: everything a definition needs besides itself."""
+    """Whose profiles, and when: everything a definition needs besides itself.
+
+    Values that follow the clock (now, local midnight n days ago, the birthdate of someone n years
+    old today) and the profiles asked about (`only`) are bound parameters with fixed names, so a
+    statement built once can be run again at another time or for other profiles by passing
+    `relative_values(...)` and `only` (live re-evaluation keeps each segment's statement)."""
 
     workspace_id: uuid.UUID
     timezone: str
@@ -73,15 +81,54 @@ class Scope:
     # live re-evaluation: only these profiles are asked about (None: every profile)
     only: tuple[uuid.UUID, ...] | None = None
 
-    def days_ago(self, days: int) -> datetime:
+    def days_ago(self, days: int) -> BindParameter[datetime]:
         """Local midnight `days` days before today (negative: after), as a UTC instant."""
-        return start_of_local_day(self.now, self.timezone, days)
+        key = f"days_ago_{days}" if days >= 0 else f"days_ahead_{-days}"
+        return bindparam(key, relative_value(key, self.now, self.timezone), type_=DateTime(timezone=True))
+
+    def at_now(self) -> BindParameter[datetime]:
+        return bindparam("now", self.now, type_=DateTime(timezone=True))
+
+    def born_years_ago(self, years: int) -> BindParameter[str]:
+        """The ISO date `years` years before today (local): the latest birthdate of that age."""
+        key = f"born_{years}_years_ago"
+        return bindparam(key, relative_value(key, self.now, self.timezone), type_=String())
 
     def day_start(self, day: date) -> datetime:
         return datetime.combine(day, time.min, tzinfo=zone(self.timezone)).astimezone(UTC)
 
     def today(self) -> date:
         return local_date(self.now, self.timezone)
+
+
+_RELATIVE = re.compile(r"now|days_ago_(\d+)|days_ahead_(\d+)|born_(\d+)_years_ago")
+
+
+def is_relative(key: str) -> bool:
+    """Whether the bound parameter `key` is one of Scope's clock-following values."""
+    return _RELATIVE.fullmatch(key) is not None
+
+
+def relative_value(key: str, now: datetime, timezone: str) -> Any:
+    """The value of Scope's clock-following parameter `key` at `now`."""
+    found = _RELATIVE.fullmatch(key)
+    if found is None:
+        raise KeyError(key)
+    ago, ahead, born = found.groups()
+    if ago is not None:
+        return start_of_local_day(now, timezone, int(ago))
+    if ahead is not None:
+        return start_of_local_day(now, timezone, -int(ahead))
+    if born is not None:
+        return years_before(local_date(now, timezone), int(born)).isoformat()
+    return now
+
+
+def relative_values(keys: Iterable[str], now: datetime, timezone: str) -> dict[str, Any]:
+    return {key: relative_value(key, now, timezone) for key in keys}
+
+
+ONLY = "only"  # the bound parameter holding the profile ids of a live re-evaluation
 
 
 # --- the query ----------------------------------------------------------------------------------
@@ -145,7 +192,11 @@ def member_ids_query(
 
 
 def _any_of(ids: Sequence[uuid.UUID]) -> ColumnElement[Any]:
-    return func.any(literal(list(ids), ARRAY(Uuid())))
+    return func.any(only_ids(ids))
+
+
+def only_ids(ids: Sequence[uuid.UUID]) -> BindParameter[Any]:
+    return bindparam(ONLY, list(ids), type_=ARRAY(Uuid()))
 
 
 def page_query(definition: d.Definition, scope: Scope, *, limit: int, after: uuid.UUID | None) -> Select[Any]:
@@ -396,11 +447,10 @@ def years_before(day: date, years: int) -> date:
 def _age(c: d.AgeRange, scope: Scope) -> Expr:
     birthdate = profiles.c.traits["birthdate"].astext
     tests = [birthdate.regexp_match(r"^\d{4}-\d{2}-\d{2}$")]
-    today = scope.today()
     if c.min_age is not None:
-        tests.append(birthdate <= years_before(today, c.min_age).isoformat())
+        tests.append(birthdate <= scope.born_years_ago(c.min_age))
     if c.max_age is not None:
-        tests.append(birthdate > years_before(today, c.max_age + 1).isoformat())
+        tests.append(birthdate > scope.born_years_ago(c.max_age + 1))
     return and_(*tests)
 
 
@@ -515,9 +565,9 @@ def _coupon(c: d.CouponHeld, scope: Scope) -> Expr:
     if c.coupon_id is not None:
         tests.append(coupons.c.coupon_id == c.coupon_id)
     if c.expiring_within_days is None:
-        tests.append(or_(expires.is_(None), expires > scope.now))
+        tests.append(or_(expires.is_(None), expires > scope.at_now()))
     else:
-        tests += [expires > scope.now, expires < scope.days_ago(-(c.expiring_within_days + 1))]
+        tests += [expires > scope.at_now(), expires < scope.days_ago(-(c.expiring_within_days + 1))]
     return _exists(coupons, scope, *tests)
 
 

@@ -17,13 +17,16 @@ so the scheduler can ask "who is in it now" (`segmenter.memberships`) and "who e
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.segmenter import compiler, repository, service
@@ -132,6 +135,76 @@ class LiveResult:
     exited: int
 
 
+@dataclass(frozen=True)
+class LiveStatement:
+    """A segment's diff statement for a few profiles, built once: run again with other profiles
+    (`only`) at another time (its clock-following parameters, `relative`)."""
+
+    statement: Select[int, int]
+    relative: tuple[str, ...]
+    nested: str | None  # the definitions of the segments it uses, when it uses any (part of the key)
+
+
+LIVE_STATEMENTS = 1024  # segments whose live statement is kept (least recently used ones go)
+_live: OrderedDict[tuple[uuid.UUID, uuid.UUID, str, str], LiveStatement] = OrderedDict()
+
+
+def forget_live_statements() -> None:
+    """Drop the kept live statements (benchmarks measure their first use)."""
+    _live.clear()
+
+
+def _fingerprint(segments: Mapping[uuid.UUID, Definition]) -> str:
+    return json.dumps(
+        {str(k): v.model_dump(mode="json", by_alias=True, exclude_none=True) for k, v in segments.items()},
+        sort_keys=True,
+    )
+
+
+async def live_statement(
+    session: AsyncSession, workspace_id: uuid.UUID, segment: repository.LiveSegment, now: datetime
+) -> LiveStatement:
+    """The segment's live statement, kept per (segment, workspace, timezone, definition and the
+    definitions of the segments it uses): building it costs 0.5-2 ms of Python a segment, running
+    it again costs nothing to build (SQLAlchemy's cache key is memoized on the statement object and
+    its compiled form is in the engine's cache)."""
+    key = (segment.id, workspace_id, segment.timezone, json.dumps(segment.definition, sort_keys=True))
+    kept = _live.get(key)
+    if kept is not None and kept.nested is None:
+        _live.move_to_end(key)
+        return kept
+    definition = Definition.model_validate(segment.definition)
+    scope = await _scope(session, workspace_id, definition, segment.timezone, now)
+    nested = _fingerprint(scope.segments) if scope.segments else None
+    if kept is not None and kept.nested == nested:
+        _live.move_to_end(key)
+        return kept
+    placeholder = [uuid.UUID(int=0)]
+    current = compiler.member_ids_query(definition, scope, placeholder)
+    statement = repository.diff_statement(workspace_id, segment.id, current, now, only=placeholder)
+    relative = tuple(k for k in statement.compile().params if compiler.is_relative(k))
+    made = LiveStatement(statement, relative, nested)
+    _live[key] = made
+    while len(_live) > LIVE_STATEMENTS:
+        _live.popitem(last=False)
+    return made
+
+
+async def reevaluate_segment(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    segment: repository.LiveSegment,
+    profile_ids: Sequence[uuid.UUID],
+    now: datetime,
+) -> repository.Diff:
+    """Re-evaluate one materialized segment for just `profile_ids` (sorted, distinct); the caller
+    holds the segment's lock (`repository.lock_materialized_segments`)."""
+    live = await live_statement(session, workspace_id, segment, now)
+    params = compiler.relative_values(live.relative, now, segment.timezone)
+    params[compiler.ONLY] = list(profile_ids)
+    return await repository.run_diff(session, live.statement, params)
+
+
 async def reevaluate_profiles(
     session: AsyncSession, workspace_id: uuid.UUID, profile_ids: Sequence[uuid.UUID], now: datetime
 ) -> LiveResult:
@@ -142,16 +215,7 @@ async def reevaluate_profiles(
     entered = exited = 0
     segments = await repository.lock_materialized_segments(session, workspace_id)
     for segment in segments:
-        definition = Definition.model_validate(segment.definition)
-        scope = await _scope(session, workspace_id, definition, segment.timezone, now)
-        diff = await repository.apply_diff(
-            session,
-            workspace_id,
-            segment.id,
-            compiler.member_ids_query(definition, scope, ids),
-            now,
-            only=ids,
-        )
+        diff = await reevaluate_segment(session, workspace_id, segment, ids, now)
         entered += diff.entered
         exited += diff.exited
     return LiveResult(len(segments), entered, exited)

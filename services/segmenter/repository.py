@@ -14,6 +14,7 @@ from sqlalchemy import (
     Select,
     Table,
     Uuid,
+    bindparam,
     cast,
     delete,
     func,
@@ -24,10 +25,11 @@ from sqlalchemy import (
     text,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONPATH
+from sqlalchemy.dialects.postgresql import JSONPATH
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.segmenter.compiler import only_ids
 from services.segmenter.ingest_tables import profiles
 from services.segmenter.models import (
     Cohort,
@@ -230,7 +232,29 @@ async def apply_diff(
 ) -> Diff:
     """Make the segment's memberships equal `current` (a query of `profile_id`s) in ONE statement:
     insert the newcomers and delete the leavers, each with a history row. With `only`, just those
-    profiles are compared (live re-evaluation); `current` must be restricted to them already.
+    profiles are compared (live re-evaluation); `current` must be restricted to them already."""
+    return await run_diff(session, diff_statement(workspace_id, segment_id, current, now, only))
+
+
+async def run_diff(
+    session: AsyncSession, statement: Select[int, int], params: dict[str, Any] | None = None
+) -> Diff:
+    """Run a `diff_statement` (again: `params` overrides its bound `now` and `only`, with the
+    clock-following values of the compiled segment query)."""
+    row = (await session.execute(statement, params or {})).one()
+    return Diff(int(row[0]), int(row[1]))
+
+
+def diff_statement(
+    workspace_id: uuid.UUID,
+    segment_id: uuid.UUID,
+    current: Select[Any],
+    now: datetime,
+    only: Sequence[uuid.UUID] | None = None,
+) -> Select[int, int]:
+    """The statement of `apply_diff`: (entered, exited) counts. `now` is the bound parameter "now"
+    and `only` the bound parameter "only" (the names the compiled segment query uses), so a live
+    re-evaluation can build it once and run it again with other values.
 
     The difference is one FULL JOIN of the current set with the stored members, computed before
     anything is written (a hash or merge join): an anti-join probing `memberships` while the same
@@ -238,12 +262,12 @@ async def apply_diff(
     """
     ws = literal(workspace_id, Uuid())
     seg = literal(segment_id, Uuid())
-    at = literal(now, DateTime(timezone=True))
+    at = bindparam("now", now, type_=DateTime(timezone=True))
     m = _memberships
     cur = current.subquery("current")
     stored = select(m.c.profile_id).where(m.c.segment_id == segment_id)
     if only is not None:
-        stored = stored.where(m.c.profile_id == func.any(literal(list(only), ARRAY(Uuid()))))
+        stored = stored.where(m.c.profile_id == func.any(only_ids(only)))
     was = stored.subquery("stored")
     diff = (
         select(
@@ -284,11 +308,9 @@ async def apply_diff(
         .returning(_changes.c.change)
         .cte("logged")
     )
-    counts = select(
+    return select(
         func.count().filter(logged.c.change == "entered"), func.count().filter(logged.c.change == "exited")
     ).select_from(logged)
-    row = (await session.execute(counts)).one()
-    return Diff(int(row[0]), int(row[1]))
 
 
 async def analyze_memberships(session: AsyncSession) -> None:

@@ -14,8 +14,9 @@ from services.ingest.relay import drain_outbox
 from services.segmenter import worker
 from services.segmenter.ingest_tables import profiles
 from services.segmenter.live import GROUP, consume_events, consume_round
+from services.segmenter.materialize import reevaluate_profiles
 from services.segmenter.models import Membership, MembershipChange
-from services.segmenter.schemas import CART_ABANDONERS
+from services.segmenter.schemas import CART_ABANDONERS, PROMO_PAGE_TODAY
 from shared.db import session_scope
 from shared.testing.fixtures import run_worker_burst
 from shared.worker import worker_settings
@@ -142,3 +143,44 @@ async def test_the_worker_consumes_the_stream(settings, db, redis, clock, shop):
     assert ran.jobs_complete == 1 and ran.jobs_failed == 0
     assert await members_of(db, segment) == {"u-cart", "u-new"}
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_kept_live_statements_answer_for_other_shoppers_at_another_time(db, redis, clock, shop):
+    """Each segment's live statement is built once (here for one shopper, today) and run again with
+    other shoppers a day later: the same members as the segment's query built afresh then, and a
+    full refresh after it finds nothing left to change."""
+    definitions = {
+        "26세 이상": {"include": {"type": "age", "min_age": 26}},  # u-buyer turns 26 tomorrow
+        "쿠폰 내일 만료": {"include": {"type": "coupon", "expiring_within_days": 1}},  # u-dormant, tomorrow
+        "오늘 프로모션 3회": PROMO_PAGE_TODAY,  # u-promo today, nobody tomorrow
+        "장바구니 이탈 고객": CART_ABANDONERS,
+        "하루 안에 방문": {"include": {"type": "last_visit", "within_days": 1}},
+    }
+    segments = {name: await saved_and_refreshed(shop, name, d) for name, d in definitions.items()}
+    nested = await saved_and_refreshed(
+        shop, "26세 이상 안의", {"include": {"type": "segment", "segment_id": segments["26세 이상"]["id"]}}
+    )
+    async with session_scope(db) as session:
+        ids = list(await session.scalars(select(profiles.c.id).where(profiles.c.workspace_id == shop.id)))
+        first = await reevaluate_profiles(session, shop.id, ids[:1], clock.now())
+    assert (first.segments, first.entered, first.exited) == (6, 0, 0)
+
+    clock.advance(timedelta(days=1))
+    async with session_scope(db) as session:
+        later = await reevaluate_profiles(session, shop.id, ids, clock.now())
+    assert later.entered >= 3 and later.exited >= 1  # u-buyer twice, u-dormant; u-promo
+    for name, definition in definitions.items():
+        assert await members_of(db, segments[name]) == await shop.users(definition), name
+        refreshed = (await shop.api.post(f"/v1/segments/{segments[name]['id']}/refresh")).json()
+        assert (refreshed["entered"], refreshed["exited"]) == (0, 0), name
+    assert await members_of(db, nested) == {"u-cart", "u-buyer"}
+
+    # a segment it uses changes: the kept statement is not used any more
+    response = await shop.api.patch(
+        f"/v1/segments/{segments['26세 이상']['id']}",
+        json={"definition": {"include": {"type": "age", "min_age": 30}}},
+    )
+    assert response.status_code == 200, response.text
+    async with session_scope(db) as session:
+        await reevaluate_profiles(session, shop.id, ids, clock.now())
+    assert await members_of(db, nested) == {"u-cart"}
