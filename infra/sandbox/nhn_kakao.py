@@ -24,8 +24,17 @@ from fastapi import APIRouter, Request, Response
 
 from infra.sandbox import nhn_sms
 from infra.sandbox.delivery import Stage
-from infra.sandbox.state import Behaviour, Partition, Provider, Record, SandboxState, Submission
-from infra.sandbox.wire import Refusal, engine_of, gate, json_response, nhn_header, read_json, state_of
+from infra.sandbox.state import Behaviour, Partition, Provider, Record
+from infra.sandbox.wire import (
+    Refusal,
+    engine_of,
+    gate,
+    json_response,
+    log_nhn_submission,
+    nhn_header,
+    read_json,
+    state_of,
+)
 from shared.clock import is_within_local_window
 
 router = APIRouter(tags=["nhn-kakao (wire)"])
@@ -92,7 +101,9 @@ async def _send(appkey: str, kind: str, request: Request) -> Response:
     try:
         await gate(state, partition, Provider.kakao, send=True, throttled=_throttled)
     except Refusal as refusal:
-        _log(state, partition, kind, request, None, [], str(refusal.response.status_code))
+        log_nhn_submission(
+            state, partition, Provider.kakao, kind, request, None, [], str(refusal.response.status_code)
+        )
         return refusal.response
     if not _secret_ok(partition, request):
         return _refuse(-1004, "Invalid secretKey.")
@@ -105,18 +116,18 @@ async def _send(appkey: str, kind: str, request: Request) -> Response:
     if not recipients or len(recipients) > MAX_RECIPIENTS:
         return _refuse(-9995, f"Invalid request: 1 to {MAX_RECIPIENTS} recipients a call.")
     if idempotency_key and state.seen_idempotency_key(partition, idempotency_key):
-        _log(state, partition, kind, request, None, grouping_keys, "-1005")
+        log_nhn_submission(state, partition, Provider.kakao, kind, request, None, grouping_keys, "-1005")
         return _refuse(-1005, "Duplicated request (X-NC-API-IDEMPOTENCY-KEY used within 10 minutes).")
     sender_key = body.get("senderKey")
     if sender_key not in partition.sender_keys:
-        _log(state, partition, kind, request, None, grouping_keys, "1003")
+        log_nhn_submission(state, partition, Provider.kakao, kind, request, None, grouping_keys, "1003")
         return _refuse(1003, "Invalid sender key (not registered).")
     template_code = body.get("templateCode")
     if kind == "alimtalk":
         if not template_code:
             return _refuse(-9995, "Invalid request: templateCode is required.")
         if partition.templates and template_code not in partition.templates:
-            _log(state, partition, kind, request, None, grouping_keys, "3016")
+            log_nhn_submission(state, partition, Provider.kakao, kind, request, None, grouping_keys, "3016")
             return _refuse(3016, "Template not found or not approved.")
     targeting = body.get("targeting", "I")
 
@@ -169,7 +180,7 @@ async def _send(appkey: str, kind: str, request: Request) -> Response:
         )
         if code == "0":
             engine.run(partition, record, _stages(partition, record, in_hours, delay), _hook)
-    _log(state, partition, kind, request, request_id, grouping_keys, "accepted")
+    log_nhn_submission(state, partition, Provider.kakao, kind, request, request_id, grouping_keys, "accepted")
     return json_response(
         nhn_header(
             0,
@@ -272,29 +283,6 @@ def _hook(record: Record) -> dict[str, Any]:
 
 def _message(record: Record) -> dict[str, Any]:
     return {**_hook(record), "content": record.body, "isAd": record.is_ad}
-
-
-def _log(
-    state: SandboxState,
-    partition: Partition,
-    kind: str,
-    request: Request,
-    request_id: str | None,
-    grouping_keys: list[Any],
-    answer: str,
-) -> None:
-    partition.submissions.append(
-        Submission(
-            provider=Provider.kakao,
-            endpoint=kind,
-            at=state.now(partition),
-            idempotency_key=request.headers.get("x-nc-api-idempotency-key"),
-            request_id=request_id,
-            recipients=len(grouping_keys),
-            grouping_keys=grouping_keys,
-            answer=answer,
-        )
-    )
 
 
 async def _read_gate(appkey: str, request: Request) -> tuple[Partition, Response | None]:

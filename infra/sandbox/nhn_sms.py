@@ -29,8 +29,17 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from infra.sandbox.delivery import Stage
-from infra.sandbox.state import Behaviour, Partition, Provider, Record, SandboxState, Submission
-from infra.sandbox.wire import Refusal, engine_of, gate, json_response, nhn_header, read_json, state_of
+from infra.sandbox.state import Behaviour, Partition, Provider, Record
+from infra.sandbox.wire import (
+    Refusal,
+    engine_of,
+    gate,
+    json_response,
+    log_nhn_submission,
+    nhn_header,
+    read_json,
+    state_of,
+)
 
 router = APIRouter(tags=["nhn-sms (wire)"])
 
@@ -134,7 +143,9 @@ async def send(appkey: str, endpoint: str, request: Request) -> Response:
     try:
         await gate(state, partition, Provider.sms, send=True, throttled=_throttled)
     except Refusal as refusal:
-        _log(state, partition, endpoint, request, None, [], str(refusal.response.status_code))
+        log_nhn_submission(
+            state, partition, Provider.sms, endpoint, request, None, [], str(refusal.response.status_code)
+        )
         return refusal.response
     if not _secret_ok(partition, request):
         return _refuse("-1000", "Invalid appKey or secretKey.")
@@ -147,13 +158,17 @@ async def send(appkey: str, endpoint: str, request: Request) -> Response:
         return _refuse(INVALID_REQUEST, f"1 to {MAX_RECIPIENTS} recipients a call.")
     idempotency_key = request.headers.get("x-nc-api-idempotency-key")
     if idempotency_key and state.seen_idempotency_key(partition, idempotency_key):
-        _log(state, partition, endpoint, request, None, grouping_keys, DUPLICATE_REQUEST)
+        log_nhn_submission(
+            state, partition, Provider.sms, endpoint, request, None, grouping_keys, DUPLICATE_REQUEST
+        )
         return _refuse(
             DUPLICATE_REQUEST, "Duplicated request (X-NC-API-IDEMPOTENCY-KEY used within 10 minutes)."
         )
     send_no = str(body.get("sendNo") or "")
     if send_no not in partition.sender_numbers:
-        _log(state, partition, endpoint, request, None, grouping_keys, SENDER_NOT_REGISTERED)
+        log_nhn_submission(
+            state, partition, Provider.sms, endpoint, request, None, grouping_keys, SENDER_NOT_REGISTERED
+        )
         return _refuse(SENDER_NOT_REGISTERED, f"Sender number {send_no!r} is not registered.")
     is_ad = endpoint.startswith("ad-")
     template = str(body.get("body") or "")
@@ -212,7 +227,9 @@ async def send(appkey: str, endpoint: str, request: Request) -> Response:
         )
         if code == "0":
             engine.run(partition, record, _stages(partition, record, delay, redelivery), hook)
-    _log(state, partition, endpoint, request, request_id, grouping_keys, "accepted")
+    log_nhn_submission(
+        state, partition, Provider.sms, endpoint, request, request_id, grouping_keys, "accepted"
+    )
     return json_response(
         nhn_header(
             0,
@@ -282,29 +299,6 @@ def unsubscribe_hook(recipient_no: str, unsubscribe_no: str, at: str) -> dict[st
         "enterpriseName": "Dasi sandbox",
         "createdDateTime": at,
     }
-
-
-def _log(
-    state: SandboxState,
-    partition: Partition,
-    endpoint: str,
-    request: Request,
-    request_id: str | None,
-    grouping_keys: list[Any],
-    answer: str,
-) -> None:
-    partition.submissions.append(
-        Submission(
-            provider=Provider.sms,
-            endpoint=endpoint,
-            at=state.now(partition),
-            idempotency_key=request.headers.get("x-nc-api-idempotency-key"),
-            request_id=request_id,
-            recipients=len(grouping_keys),
-            grouping_keys=grouping_keys,
-            answer=answer,
-        )
-    )
 
 
 async def _read_gate(appkey: str, request: Request) -> tuple[Partition, Response | None]:

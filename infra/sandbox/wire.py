@@ -11,7 +11,7 @@ import orjson
 from fastapi import Request, Response
 
 from infra.sandbox.delivery import Engine
-from infra.sandbox.state import Partition, Provider, SandboxState
+from infra.sandbox.state import Partition, Provider, SandboxState, Submission
 
 JSON = "application/json;charset=UTF-8"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -108,3 +108,28 @@ def nhn_header(code: int | str, result_message: str, /, **rest: Any) -> dict[str
 
 def google_error(code: int, status: str, message: str, error_code: str | None = None) -> dict[str, Any]:
     return _google_error(code, status, message, error_code)
+
+
+def log_nhn_submission(
+    state: SandboxState,
+    partition: Partition,
+    provider: Provider,
+    endpoint: str,
+    request: Request,
+    request_id: str | None,
+    grouping_keys: list[Any],
+    answer: str,
+) -> None:
+    """Keep an NHN call (Kakao or SMS) for the inspection API, whatever its answer."""
+    partition.submissions.append(
+        Submission(
+            provider=provider,
+            endpoint=endpoint,
+            at=state.now(partition),
+            idempotency_key=request.headers.get("x-nc-api-idempotency-key"),
+            request_id=request_id,
+            recipients=len(grouping_keys),
+            grouping_keys=grouping_keys,
+            answer=answer,
+        )
+    )

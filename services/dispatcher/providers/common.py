@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -171,3 +171,30 @@ def assemble(
             for i, submission in zip(batch, answer, strict=True):
                 out[i] = submission
     return [s for s in out if s is not None]
+
+
+async def submit_each(
+    messages: Sequence[Outgoing], send: Callable[[Outgoing], Awaitable[Submission]], unavailable_code: str
+) -> list[Submission]:
+    """Submit one call per message (FCM, email) concurrently. A call that could not reach the
+    provider makes that message `transient`; if every call failed so, ProviderUnavailable."""
+    answers = await asyncio.gather(*(send(m) for m in messages), return_exceptions=True)
+    if answers and all(isinstance(a, ProviderUnavailable) for a in answers):
+        raise next(a for a in answers if isinstance(a, ProviderUnavailable))
+    out = []
+    for message, answer in zip(messages, answers, strict=True):
+        if isinstance(answer, ProviderUnavailable):
+            out.append(
+                Submission(
+                    message.message_id,
+                    Outcome.transient,
+                    unavailable_code,
+                    answer.detail,
+                    retry_after=answer.retry_after,
+                )
+            )
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            out.append(answer)
+    return out

@@ -26,7 +26,6 @@ from services.dispatcher.providers.base import (
     DeliveryReport,
     Outcome,
     Outgoing,
-    ProviderUnavailable,
     Submission,
 )
 from services.dispatcher.providers.common import (
@@ -38,6 +37,7 @@ from services.dispatcher.providers.common import (
     load_json,
     parse_time,
     retry_after,
+    submit_each,
     verify_signature,
 )
 
@@ -82,26 +82,7 @@ class EmailAdapter:
         self.semaphore = asyncio.Semaphore(concurrency)
 
     async def submit(self, messages: Sequence[Outgoing]) -> list[Submission]:
-        answers = await asyncio.gather(*(self._send(m) for m in messages), return_exceptions=True)
-        if answers and all(isinstance(a, ProviderUnavailable) for a in answers):
-            raise next(a for a in answers if isinstance(a, ProviderUnavailable))
-        out = []
-        for message, answer in zip(messages, answers, strict=True):
-            if isinstance(answer, ProviderUnavailable):
-                out.append(
-                    Submission(
-                        message.message_id,
-                        Outcome.transient,
-                        "unavailable",
-                        answer.detail,
-                        retry_after=answer.retry_after,
-                    )
-                )
-            elif isinstance(answer, BaseException):
-                raise answer
-            else:
-                out.append(answer)
-        return out
+        return await submit_each(messages, self._send, "unavailable")
 
     def _payload(self, message: Outgoing) -> bytes:
         html = message.body.lstrip().startswith("<")

@@ -28,10 +28,9 @@ from services.dispatcher.providers.base import (
     DeliveryReport,
     Outcome,
     Outgoing,
-    ProviderUnavailable,
     Submission,
 )
-from services.dispatcher.providers.common import JSON_HEADERS, body_json, call, retry_after
+from services.dispatcher.providers.common import JSON_HEADERS, body_json, call, retry_after, submit_each
 
 IDEMPOTENCY_DATA_KEY = "dasi_idempotency_key"
 
@@ -85,26 +84,7 @@ class FcmAdapter:
         self.lookup_supported = lookup_supported
 
     async def submit(self, messages: Sequence[Outgoing]) -> list[Submission]:
-        answers = await asyncio.gather(*(self._send(m) for m in messages), return_exceptions=True)
-        if answers and all(isinstance(a, ProviderUnavailable) for a in answers):
-            raise next(a for a in answers if isinstance(a, ProviderUnavailable))
-        out = []
-        for message, answer in zip(messages, answers, strict=True):
-            if isinstance(answer, ProviderUnavailable):
-                out.append(
-                    Submission(
-                        message.message_id,
-                        Outcome.transient,
-                        "UNAVAILABLE",
-                        answer.detail,
-                        retry_after=answer.retry_after,
-                    )
-                )
-            elif isinstance(answer, BaseException):
-                raise answer
-            else:
-                out.append(answer)
-        return out
+        return await submit_each(messages, self._send, "UNAVAILABLE")
 
     def _payload(self, message: Outgoing) -> bytes:
         notification = {"body": message.body}
