@@ -64,6 +64,16 @@ def _template_fields(body: TemplateCreate | TemplateUpdate, fields: set[str]) ->
 # --- templates -----------------------------------------------------------------------------------
 
 
+def _refuse_nulls(fields: dict[str, Any], names: tuple[str, ...]) -> None:
+    """A PATCH may leave these out, but not set them to null."""
+    for name in names:
+        if name in fields and fields[name] is None:
+            raise ValidationFailed(
+                f"{name} cannot be null",
+                errors=[FieldError(field=f"body.{name}", message="cannot be null", type="null")],
+            )
+
+
 @templates_router.post(
     "",
     operation_id="templates_create",
@@ -127,12 +137,7 @@ async def templates_update(
     clock: ClockDep,
 ) -> TemplateOut:
     fields = _template_fields(body, body.model_fields_set)
-    for required in ("name", "body", "is_ad"):
-        if required in fields and fields[required] is None:
-            raise ValidationFailed(
-                f"{required} cannot be null",
-                errors=[FieldError(field=f"body.{required}", message="cannot be null", type="null")],
-            )
+    _refuse_nulls(fields, ("name", "body", "is_ad"))
     template = await templates.update_template(session, workspace.id, template_id, clock.now(), fields)
     return TemplateOut.model_validate(template)
 
@@ -333,19 +338,17 @@ async def sender_profiles_update(
     clock: ClockDep,
 ) -> SenderProfileOut:
     fields = _sender_fields(body, set(body.model_fields_set))
-    for required in (
-        "name",
-        "store_name",
-        "is_default",
-        "opt_out_verified",
-        "email_verified",
-        "sender_numbers",
-    ):
-        if required in fields and fields[required] is None:
-            raise ValidationFailed(
-                f"{required} cannot be null",
-                errors=[FieldError(field=f"body.{required}", message="cannot be null", type="null")],
-            )
+    _refuse_nulls(
+        fields,
+        (
+            "name",
+            "store_name",
+            "is_default",
+            "opt_out_verified",
+            "email_verified",
+            "sender_numbers",
+        ),
+    )
     profile = await senders.update_sender_profile(session, workspace.id, profile_id, clock.now(), fields)
     return SenderProfileOut.model_validate(profile)
 

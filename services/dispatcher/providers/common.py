@@ -74,6 +74,64 @@ def load_json(raw_body: bytes) -> Any:
         raise ValueError(f"webhook body is not JSON: {exc}") from exc
 
 
+NHN_SIGNATURE_HEADER = "X-Toast-Webhook-Signature"
+NHN_DUPLICATE = "-1005"  # the same X-NC-API-IDEMPOTENCY-KEY within 10 minutes
+
+
+def nhn_idempotency_digest(messages: Sequence[Outgoing]) -> str:
+    """The X-NC-API-IDEMPOTENCY-KEY of one NHN call: a digest of its messages' keys."""
+    digest = hashlib.sha256("\n".join(m.idempotency_key for m in messages).encode()).hexdigest()
+    return f"dasi-{digest[:48]}"
+
+
+async def nhn_answer(
+    batch: Sequence[Outgoing],
+    response: httpx.Response,
+    *,
+    classify: Callable[[str], Outcome],
+    results_of: Callable[[dict[str, Any]], tuple[Any, list[Any]]],
+    ref_prefix: str,
+    lookup: Callable[[Outgoing], Awaitable[Submission | None]],
+) -> list[Submission]:
+    """One Submission per message from an NHN send answer (Kakao and SMS share the envelope:
+    `header{isSuccessful, resultCode, resultMessage}` and per-recipient results, which `results_of`
+    finds as (requestId, results)). A call refused as a repeat (NHN_DUPLICATE) is answered from
+    what NHN already holds, so a retried batch is never submitted twice."""
+    if response.status_code == 429:
+        wait = retry_after(response)
+        return [
+            Submission(m.message_id, Outcome.rate_limited, "429", "throttled", retry_after=wait)
+            for m in batch
+        ]
+    data = body_json(response) or {}
+    header = data.get("header") or {}
+    if response.status_code >= 400 or not header.get("isSuccessful"):
+        code = str(header.get("resultCode", response.status_code))
+        detail = str(header.get("resultMessage", ""))
+        if code == NHN_DUPLICATE:
+            found = await asyncio.gather(*(lookup(m) for m in batch))
+            return [
+                f or Submission(m.message_id, Outcome.transient, code, f"duplicate, not found: {detail}")
+                for m, f in zip(batch, found, strict=True)
+            ]
+        outcome = classify(code) if header else Outcome.misconfigured
+        wait = retry_after(response) if outcome is Outcome.rate_limited else None
+        return [Submission(m.message_id, outcome, code, detail, retry_after=wait) for m in batch]
+    request_id, results = results_of(data)
+    out = [
+        Submission(
+            m.message_id,
+            classify(str(item.get("resultCode"))),
+            str(item.get("resultCode")),
+            str(item.get("resultMessage", "")),
+            provider_ref=f"{ref_prefix}:{request_id}/{item.get('recipientSeq')}",
+        )
+        for m, item in zip(batch, results, strict=False)
+    ]
+    out += [Submission(m.message_id, Outcome.failed, "missing", "no sendResult") for m in batch[len(out) :]]
+    return out
+
+
 def nhn_envelope(envelope: Any) -> tuple[str | None, list[dict[str, Any]]]:
     """An NHN webhook body: its event name and its hooks (the ones that are objects)."""
     if not isinstance(envelope, dict) or not isinstance(envelope.get("hooks") or [], list):

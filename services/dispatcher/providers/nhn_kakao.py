@@ -35,20 +35,19 @@ from services.dispatcher.providers.base import (
 )
 from services.dispatcher.providers.common import (
     JSON_HEADERS,
+    NHN_SIGNATURE_HEADER,
     WebhookBatch,
     assemble,
     body_json,
     call,
     chunks,
     load_json,
+    nhn_answer,
     nhn_envelope,
+    nhn_idempotency_digest,
     parse_time,
-    retry_after,
     verify_signature,
 )
-
-SIGNATURE_HEADER = "X-Toast-Webhook-Signature"
-DUPLICATE = "-1005"
 
 PRODUCTS: dict[Channel, tuple[str, str]] = {  # channel -> (ref prefix, path)
     Channel.alimtalk: ("alimtalk", "alimtalk/v2.3"),
@@ -89,6 +88,11 @@ KAKAO_OUTCOMES: dict[str, Outcome] = {
     "-9997": Outcome.rejected,
     "-9999": Outcome.transient,
 }
+
+
+def _send_results(data: dict[str, Any]) -> tuple[Any, list[Any]]:
+    message = data.get("message") or {}
+    return message.get("requestId"), message.get("sendResults") or []
 
 
 def classify(code: str) -> Outcome:
@@ -184,47 +188,18 @@ class NhnKakaoAdapter:
             payload["templateCode"] = batch[0].template_code
         if channel is Channel.brand_message:
             payload["targeting"] = self.brand_targeting
-        headers = {**self.headers, "X-NC-API-IDEMPOTENCY-KEY": nhn_sms.idempotency_digest(batch)}
+        headers = {**self.headers, "X-NC-API-IDEMPOTENCY-KEY": nhn_idempotency_digest(batch)}
         response = await call(
             self.client, self.name, "POST", self._url(prefix), content=orjson.dumps(payload), headers=headers
         )
-        if response.status_code == 429:
-            wait = retry_after(response)
-            return [
-                Submission(m.message_id, Outcome.rate_limited, "429", "throttled", retry_after=wait)
-                for m in batch
-            ]
-        data = body_json(response) or {}
-        header = data.get("header") or {}
-        if response.status_code >= 400 or not header.get("isSuccessful"):
-            code = str(header.get("resultCode", response.status_code))
-            detail = str(header.get("resultMessage", ""))
-            if code == DUPLICATE:
-                found = await asyncio.gather(*(self.lookup(m) for m in batch))
-                return [
-                    f or Submission(m.message_id, Outcome.transient, code, f"duplicate, not found: {detail}")
-                    for m, f in zip(batch, found, strict=True)
-                ]
-            outcome = classify(code) if header else Outcome.misconfigured
-            wait = retry_after(response) if outcome is Outcome.rate_limited else None
-            return [Submission(m.message_id, outcome, code, detail, retry_after=wait) for m in batch]
-        message = data.get("message") or {}
-        request_id = message.get("requestId")
-        results = message.get("sendResults") or []
-        out = [
-            Submission(
-                m.message_id,
-                classify(str(item.get("resultCode"))),
-                str(item.get("resultCode")),
-                str(item.get("resultMessage", "")),
-                provider_ref=f"{prefix}:{request_id}/{item.get('recipientSeq')}",
-            )
-            for m, item in zip(batch, results, strict=False)
-        ]
-        out += [
-            Submission(m.message_id, Outcome.failed, "missing", "no sendResult") for m in batch[len(out) :]
-        ]
-        return out
+        return await nhn_answer(
+            batch,
+            response,
+            classify=classify,
+            results_of=_send_results,
+            ref_prefix=prefix,
+            lookup=self.lookup,
+        )
 
     # --- lookup and poll ------------------------------------------------------------------------
 
@@ -311,7 +286,7 @@ def _resend_status(value: Any) -> ResendStatus | None:
 def parse_events(headers: Mapping[str, str], raw_body: bytes, secret: str) -> WebhookBatch:
     """Verify (HMAC-SHA256 of the raw body in X-Toast-Webhook-Signature) and map a Kakao webhook;
     only MESSAGE_RESULT_UPDATE hooks with a final status become reports."""
-    verify_signature(headers, SIGNATURE_HEADER, raw_body, secret)
+    verify_signature(headers, NHN_SIGNATURE_HEADER, raw_body, secret)
     event, hooks = nhn_envelope(load_json(raw_body))
     batch = WebhookBatch()
     if event != "MESSAGE_RESULT_UPDATE":

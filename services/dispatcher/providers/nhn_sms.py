@@ -13,7 +13,6 @@ provider_ref: "sms:{requestId}/{recipientSeq}" or "mms:{requestId}/{recipientSeq
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +28,7 @@ from services.dispatcher.providers.base import (
 )
 from services.dispatcher.providers.common import (
     JSON_HEADERS,
+    NHN_SIGNATURE_HEADER,
     OptOut,
     WebhookBatch,
     assemble,
@@ -36,14 +36,13 @@ from services.dispatcher.providers.common import (
     call,
     chunks,
     load_json,
+    nhn_answer,
     nhn_envelope,
+    nhn_idempotency_digest,
     parse_time,
-    retry_after,
     verify_signature,
 )
 
-SIGNATURE_HEADER = "X-Toast-Webhook-Signature"
-DUPLICATE = "-1005"
 BODY_KEY = "dasi_body"
 
 # NHN SMS codes -> what the pipeline does (DOMAIN.md "SMS result classes"). "0" at submit = accepted.
@@ -89,9 +88,9 @@ def classify(code: str) -> Outcome:
     return SMS_OUTCOMES.get(code, Outcome.failed)
 
 
-def idempotency_digest(messages: Sequence[Outgoing]) -> str:
-    digest = hashlib.sha256("\n".join(m.idempotency_key for m in messages).encode()).hexdigest()
-    return f"dasi-{digest[:48]}"
+def _send_results(data: dict[str, Any]) -> tuple[Any, list[Any]]:
+    result = (data.get("body") or {}).get("data") or {}
+    return result.get("requestId"), result.get("sendResultList") or []
 
 
 class NhnSmsAdapter:
@@ -153,7 +152,7 @@ class NhnSmsAdapter:
             payload["title"] = subject
         if batch[0].channel is Channel.mms and batch[0].image_url:
             payload["attachFileIdList"] = [batch[0].image_url]  # must be an uploaded file id at NHN
-        headers = {**self.headers, "X-NC-API-IDEMPOTENCY-KEY": idempotency_digest(batch)}
+        headers = {**self.headers, "X-NC-API-IDEMPOTENCY-KEY": nhn_idempotency_digest(batch)}
         response = await call(
             self.client,
             self.name,
@@ -163,52 +162,9 @@ class NhnSmsAdapter:
             headers=headers,
         )
         kind = "sms" if path.endswith("sms") else "mms"
-        return await self._answer(batch, response, kind)
-
-    async def _answer(
-        self, batch: Sequence[Outgoing], response: httpx.Response, kind: str
-    ) -> list[Submission]:
-        if response.status_code == 429:
-            wait = retry_after(response)
-            return [
-                Submission(m.message_id, Outcome.rate_limited, "429", "throttled", retry_after=wait)
-                for m in batch
-            ]
-        data = body_json(response) or {}
-        header = data.get("header") or {}
-        if response.status_code >= 400 or not header.get("isSuccessful"):
-            code = str(header.get("resultCode", response.status_code))
-            detail = str(header.get("resultMessage", ""))
-            if code == DUPLICATE:
-                return await self._recover(batch, detail)
-            outcome = classify(code) if header else Outcome.misconfigured
-            return [Submission(m.message_id, outcome, code, detail) for m in batch]
-        result = (data.get("body") or {}).get("data") or {}
-        request_id = result.get("requestId")
-        sent = result.get("sendResultList") or []
-        out = []
-        for message, item in zip(batch, sent, strict=False):
-            code = str(item.get("resultCode"))
-            out.append(
-                Submission(
-                    message.message_id,
-                    classify(code),
-                    code,
-                    str(item.get("resultMessage", "")),
-                    provider_ref=f"{kind}:{request_id}/{item.get('recipientSeq')}",
-                )
-            )
-        for message in batch[len(out) :]:
-            out.append(Submission(message.message_id, Outcome.failed, "missing", "no sendResult for it"))
-        return out
-
-    async def _recover(self, batch: Sequence[Outgoing], detail: str) -> list[Submission]:
-        """NHN refused the call as a repeat: answer each message from what NHN already holds."""
-        found = await asyncio.gather(*(self.lookup(m) for m in batch))
-        return [
-            f or Submission(m.message_id, Outcome.transient, DUPLICATE, f"duplicate, not found: {detail}")
-            for m, f in zip(batch, found, strict=True)
-        ]
+        return await nhn_answer(
+            batch, response, classify=classify, results_of=_send_results, ref_prefix=kind, lookup=self.lookup
+        )
 
     # --- lookup and poll ------------------------------------------------------------------------
 
@@ -287,7 +243,7 @@ def parse_events(headers: Mapping[str, str], raw_body: bytes, secret: str) -> We
     """Verify (HMAC-SHA256 of the raw body in X-Toast-Webhook-Signature) and map an NHN SMS webhook:
     MESSAGE_RESULT_UPDATE -> reports (final ones only: an interim 2003 "power off" while the carrier
     keeps trying is not passed on, or the pipeline would send again); UNSUBSCRIBE -> opt_outs."""
-    verify_signature(headers, SIGNATURE_HEADER, raw_body, secret)
+    verify_signature(headers, NHN_SIGNATURE_HEADER, raw_body, secret)
     envelope = load_json(raw_body)
     batch = WebhookBatch()
     event, hooks = nhn_envelope(envelope)
