@@ -14,14 +14,9 @@ newer "no" does not re-subscribe anyone. The dispatcher reads these (and re-conf
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
-
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, BOOLEAN, TEXT, TIMESTAMP, UUID
-from sqlalchemy.ext.asyncio import AsyncSession
 
 TOPICS = ("sms", "kakao", "push", "email", "night")
 _YES = {"true", "y", "yes", "1", "동의", "예", "수신", "on"}
@@ -87,35 +82,3 @@ def consents_of(event: IdentifyLike) -> list[Consent]:
         if granted is not None:
             found.append(Consent(event.profile_id, topic, granted, at))
     return found
-
-
-_UPSERT = text("""
-    INSERT INTO ingest.consents AS c (profile_id, topic, workspace_id, granted, given_at, updated_at)
-    SELECT DISTINCT ON (profile_id, topic) profile_id, topic, :workspace_id, granted, given_at, now()
-    FROM unnest(:profile_ids, :topics, :granted, :given_at) AS n(profile_id, topic, granted, given_at)
-    ORDER BY profile_id, topic, given_at DESC
-    ON CONFLICT (profile_id, topic) DO UPDATE
-    SET granted = excluded.granted, given_at = excluded.given_at, updated_at = now()
-    WHERE excluded.given_at >= c.given_at
-""").bindparams(
-    bindparam("profile_ids", type_=ARRAY(UUID(as_uuid=True))),
-    bindparam("topics", type_=ARRAY(TEXT)),
-    bindparam("granted", type_=ARRAY(BOOLEAN)),
-    bindparam("given_at", type_=ARRAY(TIMESTAMP(timezone=True))),
-)
-
-
-async def record(session: AsyncSession, workspace_id: uuid.UUID, events: Iterable[IdentifyLike]) -> None:
-    consents = [c for event in events for c in consents_of(event)]
-    if not consents:
-        return
-    await session.execute(
-        _UPSERT,
-        {
-            "workspace_id": workspace_id,
-            "profile_ids": [c.profile_id for c in consents],
-            "topics": [c.topic for c in consents],
-            "granted": [c.granted for c in consents],
-            "given_at": [c.given_at for c in consents],
-        },
-    )

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Numeric, String, func, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Numeric, String, false, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -158,6 +158,14 @@ class ProfileAggregates(Base):
     cart_item_count: Mapped[int] = mapped_column(server_default="0")
     cart_total: Mapped[Decimal] = mapped_column(Numeric(18, 2), server_default="0")
     cart_last_added_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # copied from the traits and consents for segments (services/ingest/flags.py, migration 0010)
+    is_member: Mapped[bool] = mapped_column(server_default=false())
+    kakao_channel_friend: Mapped[bool] = mapped_column(server_default=false())
+    consent_sms: Mapped[bool] = mapped_column(server_default=false())
+    consent_kakao: Mapped[bool] = mapped_column(server_default=false())
+    consent_push: Mapped[bool] = mapped_column(server_default=false())
+    consent_email: Mapped[bool] = mapped_column(server_default=false())
+    consent_night: Mapped[bool] = mapped_column(server_default=false())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ingest import aggregates, consents, repository
+from services.ingest import aggregates, consents, flags, repository
 from services.ingest.identity import ANONYMOUS_ID, USER_ID, Ids, Key, Plan, Resolver
 from services.ingest.repository import NewEvent
 from services.ingest.schemas import (
@@ -180,13 +180,11 @@ async def record_messages(
     merged = sorted({target for _source, target in plan.merges})
     await aggregates.recompute(session, workspace_id, timezone, merged)
     # consents (latest word wins) go in the same round trip as the aggregates
-    await aggregates.apply(
-        session,
-        workspace_id,
-        timezone,
-        [e for e in events if e.profile_id not in merged],
-        [c for e in events for c in consents.consents_of(e)],
-    )
+    given = [c for e in events for c in consents.consents_of(e)]
+    unmerged = [e for e in events if e.profile_id not in merged]
+    await aggregates.apply(session, workspace_id, timezone, unmerged, given)
+    # then the copies segments read, from the traits and consents just written
+    await flags.refresh(session, workspace_id, {*plan.traits, *(c.profile_id for c in given), *merged})
     return Recorded(
         accepted=len(messages),
         duplicates=len(messages) - len(fresh),

@@ -48,7 +48,6 @@ from services.segmenter import definition as d
 from services.segmenter.ingest_tables import (
     aggregates,
     cart_items,
-    consents,
     coupons,
     events,
     product_views,
@@ -407,30 +406,26 @@ def property_filter(obj: ColumnElement[Any], f: d.PropertyFilter, scope: Scope) 
 # --- conditions ---------------------------------------------------------------------------------
 
 
-def _flag(key: str, wanted: bool) -> Expr:
-    has_flag = profiles.c.traits.contains({key: True})
-    return has_flag if wanted else not_(has_flag)
+def _flag(column: str, wanted: bool) -> OnAggregates:
+    """Ingest copies the member and channel-friend traits and the granted consents onto the
+    aggregates row (false, or no row, when not so), so these join the other aggregate tests."""
+    return OnAggregates(aggregates.c[column].is_(True), wanted)
 
 
-def _member(c: d.Member, scope: Scope) -> Expr:
-    return _flag("member", c.is_member)
+def _member(c: d.Member, scope: Scope) -> Part:
+    return _flag("is_member", c.is_member)
 
 
-def _channel_friend(c: d.ChannelFriend, scope: Scope) -> Expr:
+def _channel_friend(c: d.ChannelFriend, scope: Scope) -> Part:
     return _flag("kakao_channel_friend", c.is_friend)
 
 
-def _consent(topic: str, granted: bool, scope: Scope) -> Expr:
-    given = _exists(consents, scope, consents.c.topic == topic, consents.c.granted.is_(True))
-    return given if granted else not_(given)
+def _marketing_consent(c: d.MarketingConsent, scope: Scope) -> Part:
+    return _flag(f"consent_{c.channel}", c.granted)
 
 
-def _marketing_consent(c: d.MarketingConsent, scope: Scope) -> Expr:
-    return _consent(c.channel, c.granted, scope)
-
-
-def _night_consent(c: d.NightConsent, scope: Scope) -> Expr:
-    return _consent("night", c.granted, scope)
+def _night_consent(c: d.NightConsent, scope: Scope) -> Part:
+    return _flag("consent_night", c.granted)
 
 
 def _gender(c: d.Gender, scope: Scope) -> Expr:

@@ -57,6 +57,10 @@ aggregates = Table(
     Column("cart_item_count", Integer),
     Column("cart_total", Numeric),
     _at("cart_last_added_at"),
+    # copies of the member / channel-friend traits and the granted consents (ingest's flags.py)
+    Column("is_member", Boolean),
+    Column("kakao_channel_friend", Boolean),
+    *(Column(f"consent_{topic}", Boolean) for topic in ("sms", "kakao", "push", "email", "night")),
 )
 
 cart_items = Table(
@@ -86,13 +90,4 @@ coupons = Table(
     Column("workspace_id", Uuid),
     Column("coupon_id", String),
     _at("expires_at"),
-)
-
-consents = Table(
-    "consents",
-    ingest_metadata,
-    Column("profile_id", Uuid),
-    Column("workspace_id", Uuid),
-    Column("topic", String),
-    Column("granted", Boolean),
 )
