@@ -3,7 +3,7 @@ that caused them has committed, and never if it rolled back."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from arq.connections import ArqRedis
@@ -15,9 +15,16 @@ from shared.db import after_commit
 
 async def publish(redis: ArqRedis, stream: str, messages: Sequence[Contract]) -> list[str]:
     """XADD the messages in one round trip; returns their stream ids."""
+    return await publish_fields(redis, stream, [message.to_stream_fields() for message in messages])
+
+
+async def publish_fields(
+    redis: ArqRedis, stream: str, entries: Sequence[Mapping[str, str | bytes]]
+) -> list[str]:
+    """XADD stream entries already encoded as contract fields (`Contract.to_stream_fields`)."""
     async with redis.pipeline(transaction=False) as pipe:
-        for message in messages:
-            pipe.xadd(stream, message.to_stream_fields())  # type: ignore[arg-type]
+        for fields in entries:
+            pipe.execute_command("XADD", stream, "*", *(part for item in fields.items() for part in item))
         ids = await pipe.execute()
     return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 

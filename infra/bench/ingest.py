@@ -37,6 +37,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from infra import migrate, stack
+from infra.bench.measure import children, total_cpu
 from shared.db import create_engine, create_sessionmaker, session_scope
 from shared.settings import PROJECT_ROOT, Settings
 from shared.workspaces import create_workspace
@@ -133,15 +134,19 @@ def make_batches(count: int, shoppers_per_batch: int = 5, seed: int = 7) -> list
 # --- servers and database ------------------------------------------------------------------------
 
 
-async def _admin(url: str, sql: str) -> None:
+async def _connect(url: str, database: str | None = None) -> asyncpg.Connection:
     parsed = make_url(url)
-    conn = await asyncpg.connect(
+    return await asyncpg.connect(
         host=parsed.query.get("host") or parsed.host,
         port=parsed.port,
         user=parsed.username,
         password=parsed.password,
-        database="postgres",
+        database=database or parsed.database,
     )
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await _connect(url, "postgres")
     try:
         await conn.execute(sql)
     finally:
@@ -223,14 +228,7 @@ async def _wait_ready(session: aiohttp.ClientSession) -> None:
 
 async def copy_baseline(database_url: str, batches: list[bytes]) -> float:
     """Events/s for COPYing the same rows into a bare events-shaped table with one index."""
-    parsed = make_url(database_url)
-    conn = await asyncpg.connect(
-        host=parsed.query.get("host") or parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database,
-    )
+    conn = await _connect(database_url)
     try:
         await conn.execute("""
             CREATE TEMP TABLE bare_events (id uuid, workspace_id uuid, message_id text, type text, name text,
@@ -329,6 +327,34 @@ def _report(label: str, rate: float, latencies: list[float], errors: int) -> Non
     )
 
 
+async def _measured_processes(database_url: str, app_pid: int, publisher_pid: int) -> dict[str, list[int]]:
+    """The processes whose CPU the closed loop is charged: the uvicorn workers, the publisher, and
+    the Postgres backends connected to the bench's database (after the warm-up opened them)."""
+    conn = await _connect(database_url)
+    try:
+        backends = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+    finally:
+        await conn.close()
+    return {
+        "uvicorn workers": [app_pid, *children(app_pid)],
+        "publisher": [publisher_pid],
+        "postgres backends": backends,
+    }
+
+
+def _report_cpu(measured: dict[str, list[int]], before: dict[str, float], events: int) -> None:
+    parts = []
+    for name, pids in measured.items():
+        used = total_cpu(pids) - before[name]
+        parts.append(f"{name} {used / events * 1e6:,.0f} us")
+    print(f"{'  CPU per event':<34} " + ", ".join(parts))
+
+
 def run(args: argparse.Namespace) -> None:
     # embedded servers of its own (under .dasi/bench), so a test run ending elsewhere cannot stop them
     base = Settings()
@@ -367,10 +393,13 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
             warm = batches[:20]
             await closed_loop(http, warm, 2, 4, headers)
             half = len(batches) // 2
+            measured = await _measured_processes(database_url, process.pid, publisher.pid)
+            cpu_before = {name: total_cpu(pids) for name, pids in measured.items()}
             rate, latencies, errors = await closed_loop(
                 http, batches[20:half], args.seconds, args.concurrency, headers
             )
             _report(f"closed loop, {args.concurrency} in flight", rate, latencies, errors)
+            _report_cpu(measured, cpu_before, len(latencies) * BATCH)
             target = min(args.rate, rate * 0.7)  # a rate it can sustain, to read latency at
             rate, latencies, errors = await open_loop(http, batches[half:], args.seconds, target, headers)
             _report(f"open loop at {target:,.0f}/s", rate, latencies, errors)

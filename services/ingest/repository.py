@@ -231,18 +231,20 @@ async def apply_plan(session: AsyncSession, workspace_id: uuid.UUID, plan: Plan,
 
 # -- events and outbox ---------------------------------------------------------------------------
 
+# The events come as ONE JSON text ($3, the `NewEvent`s written by orjson in C): Postgres parses it
+# in C, where arrays of text would cost asyncpg a check and an encode per element, and a per-event
+# orjson call for the properties and the context.
 _INSERT_EVENTS = """
     WITH input AS (
-        SELECT * FROM unnest(
-            $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-            $10::timestamptz[]
-        ) AS e(id, profile_id, message_id, type, name, properties, context, occurred_at)
+        SELECT * FROM json_to_recordset($3::json) AS e(
+            id uuid, profile_id uuid, message_id text, type text, name text, properties jsonb,
+            context jsonb, occurred_at timestamptz)
     ), events AS (
         INSERT INTO ingest.events
             (id, workspace_id, profile_id, message_id, type, name, properties, context, occurred_at,
              received_at)
-        SELECT id, $1::uuid, profile_id, message_id, type, name, CAST(properties AS jsonb),
-               CAST(context AS jsonb), occurred_at, $2::timestamptz
+        SELECT id, $1::uuid, profile_id, message_id, type, name, properties, context, occurred_at,
+               $2::timestamptz
         FROM input
     )
     INSERT INTO ingest.event_outbox (event_id, workspace_id, profile_id, type, name, occurred_at, created_at)
@@ -258,48 +260,33 @@ async def insert_events(
     if not events:
         return
     connection = await driver_connection(session)
-    await connection.execute(
-        _INSERT_EVENTS,
-        workspace_id,
-        received_at,
-        [e.id for e in events],
-        [e.profile_id for e in events],
-        [e.message_id for e in events],
-        [e.type for e in events],
-        [e.name for e in events],
-        [_json(e.properties) for e in events],
-        [_json(e.context) for e in events],
-        [e.occurred_at for e in events],
-    )
+    rows = orjson.dumps(events, default=str).decode()  # default: the uuids asyncpg read back
+    await connection.execute(_INSERT_EVENTS, workspace_id, received_at, rows)
 
 
 # (workspace_id, event_id, profile_id, type, name, occurred_at)
 OutboxRow = tuple[uuid.UUID, uuid.UUID, uuid.UUID, str, str | None, datetime]
 
-_CLAIM_OUTBOX = """
-    SELECT workspace_id, event_id, profile_id, type, name, occurred_at
-    FROM ingest.event_outbox
-    ORDER BY created_at
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
+# Claimed and deleted in one statement: the caller publishes the rows before it commits, so a failed
+# publish rolls the delete back and the rows stay. Oldest first, as they were stored.
+_TAKE_OUTBOX = """
+    WITH taken AS (
+        DELETE FROM ingest.event_outbox AS o
+        USING (
+            SELECT workspace_id, event_id FROM ingest.event_outbox
+            ORDER BY created_at
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        ) AS claimed
+        WHERE o.workspace_id = claimed.workspace_id AND o.event_id = claimed.event_id
+        RETURNING o.workspace_id, o.event_id, o.profile_id, o.type, o.name, o.occurred_at, o.created_at
+    )
+    SELECT workspace_id, event_id, profile_id, type, name, occurred_at FROM taken ORDER BY created_at
 """
 
-_DELETE_OUTBOX = """
-    DELETE FROM ingest.event_outbox AS o
-    USING unnest($1::uuid[], $2::uuid[]) AS d(workspace_id, event_id)
-    WHERE o.workspace_id = d.workspace_id AND o.event_id = d.event_id
-"""
 
-
-async def claim_outbox(session: AsyncSession, limit: int) -> list[OutboxRow]:
-    """The oldest outbox rows of every workspace, locked until this transaction ends; rows another
-    publisher holds are skipped, so publishers can run side by side."""
+async def take_outbox(session: AsyncSession, limit: int) -> list[OutboxRow]:
+    """The oldest outbox rows of every workspace, deleted in this transaction (so back if it rolls
+    back); rows another publisher holds are skipped, so publishers can run side by side."""
     connection = await driver_connection(session)
-    return [tuple(row) for row in await connection.fetch(_CLAIM_OUTBOX, limit)]
-
-
-async def delete_outbox(session: AsyncSession, published: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
-    """Forget outbox rows once their events are on the stream: (workspace_id, event_id) pairs."""
-    if published:
-        connection = await driver_connection(session)
-        await connection.execute(_DELETE_OUTBOX, [w for w, _ in published], [e for _, e in published])
+    return [tuple(row) for row in await connection.fetch(_TAKE_OUTBOX, limit)]

@@ -1,0 +1,31 @@
+"""What the benchmarks read off the machine besides time: CPU time per process (Linux /proc).
+
+On a machine shared with other work a rate follows what the measured processes get of the CPU;
+their CPU time per unit of work is what the code costs, and moves much less between runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far, None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The direct child processes of `pid`."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def total_cpu(pids: Iterable[int]) -> float:
+    return sum(cpu for pid in pids if (cpu := cpu_seconds(pid)) is not None)
