@@ -21,12 +21,11 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.consents import Consent
-from services.ingest.repository import driver_connection
+from services.ingest.repository import driver_connection, json_text
 
 SESSION_TIMEOUT = "30 minutes"
 
@@ -363,11 +362,6 @@ def _first_statement(kinds: frozenset[str], with_consents: bool) -> str:
     return sql
 
 
-def _json(rows: Sequence[Any]) -> str:
-    # dataclasses natively; by `str`: Decimal, and the uuids asyncpg read back (its own type)
-    return orjson.dumps(rows, default=str).decode()
-
-
 async def apply(
     session: AsyncSession,
     workspace_id: uuid.UUID,
@@ -381,15 +375,15 @@ async def apply(
     if not facts and not consents:
         return
     kinds = frozenset(f.kind for f in facts if f.kind is not None)
-    first_args: list[Any] = [_json(facts), workspace_id, timezone]
+    first_args: list[Any] = [json_text(facts), workspace_id, timezone]
     if consents:
-        first_args.append(_json(consents))
+        first_args.append(json_text(consents))
     connection = await driver_connection(session)
     await connection.execute(_first_statement(kinds, bool(consents)), *first_args)
     if not kinds & _CART_KINDS:
         return
     # the cart statements need only the cart's facts (a tenth of a typical batch)
-    cart_args = [_json([f for f in facts if f.kind in _CART_KINDS]), workspace_id]
+    cart_args = [json_text([f for f in facts if f.kind in _CART_KINDS]), workspace_id]
     if kinds & {"cart_add", "cart_remove"}:
         await connection.execute(_CART_CHANGES, *cart_args)
     await connection.execute(_CART_SUMMARY, *cart_args)

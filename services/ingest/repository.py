@@ -89,34 +89,34 @@ async def claim_message_ids(
 # Postgres has room for a few thousand locks across all sessions; a 500 KB batch of tiny messages
 # can name 10,000+ ids, so beyond MAX_ID_LOCKS ids are locked by bucket (coarser, never a 500).
 MAX_ID_LOCKS = 1000
-_LOCK_KEYS = text("""
+_LOCK_KEYS = """
     SELECT count(pg_advisory_xact_lock(k.h))
     FROM (
-        SELECT DISTINCT CASE WHEN :buckets > 0 THEN hashtextextended(x, 0) % :buckets
+        SELECT DISTINCT CASE WHEN $2::int > 0 THEN hashtextextended(x, 0) % $2::int
                              ELSE hashtextextended(x, 0) END AS h
-        FROM unnest(CAST(:keys AS text[])) AS x ORDER BY 1
+        FROM unnest($1::text[]) AS x ORDER BY 1
     ) AS k
-""")
+"""
 
-_FIND_IDENTITIES = text("""
+_FIND_IDENTITIES = """
     SELECT i.kind, i.value, i.profile_id, p.user_id
-    FROM unnest(CAST(:kinds AS text[]), CAST(:values AS text[])) AS k(kind, value)
+    FROM unnest($2::text[], $3::text[]) AS k(kind, value)
     -- LATERAL: one primary-key probe per id, whatever the planner guesses about the table's size
     CROSS JOIN LATERAL (
         SELECT * FROM ingest.identities
-        WHERE workspace_id = :workspace_id AND kind = k.kind AND value = k.value
+        WHERE workspace_id = $1::uuid AND kind = k.kind AND value = k.value
     ) AS i
     JOIN ingest.profiles AS p ON p.id = i.profile_id AND p.workspace_id = i.workspace_id
-""")
+"""
 
 
 async def lock_identities(session: AsyncSession, workspace_id: uuid.UUID, keys: Sequence[Key]) -> None:
     """Serialise concurrent requests that touch the same ids (until commit), in a fixed order."""
     if keys:
         buckets = MAX_ID_LOCKS if len(keys) > MAX_ID_LOCKS else 0
-        await session.execute(
-            _LOCK_KEYS,
-            {"keys": [f"{workspace_id}/{kind}/{value}" for kind, value in keys], "buckets": buckets},
+        connection = await driver_connection(session)
+        await connection.execute(
+            _LOCK_KEYS, [f"{workspace_id}/{kind}/{value}" for kind, value in keys], buckets
         )
 
 
@@ -125,32 +125,55 @@ async def find_identities(
 ) -> list[KnownIdentity]:
     if not keys:
         return []
-    result = await session.execute(
-        _FIND_IDENTITIES,
-        {"workspace_id": workspace_id, "kinds": [k for k, _ in keys], "values": [v for _, v in keys]},
+    connection = await driver_connection(session)
+    rows = await connection.fetch(_FIND_IDENTITIES, workspace_id, [k for k, _ in keys], [v for _, v in keys])
+    return [KnownIdentity(*row) for row in rows]
+
+
+# New profiles, their new identities, and user ids given to known anonymous profiles: one statement,
+# each list one JSON text ($3..$5). The identities' foreign key is checked at the end of the
+# statement, when the new profiles are in.
+_WRITE_IDENTITIES = """
+    WITH new_profiles AS (
+        INSERT INTO ingest.profiles (id, workspace_id, user_id, created_at, updated_at)
+        SELECT p.id, $1::uuid, p.user_id, $2::timestamptz, $2::timestamptz
+        FROM json_to_recordset($3::json) AS p(id uuid, user_id text)
+        RETURNING 1
+    ), new_identities AS (
+        INSERT INTO ingest.identities (workspace_id, kind, value, profile_id)
+        SELECT $1::uuid, i.kind, i.value, i.profile_id
+        FROM json_to_recordset($4::json) AS i(kind text, value text, profile_id uuid)
+        ON CONFLICT (workspace_id, kind, value) DO NOTHING
+        RETURNING 1
+    ), named AS (
+        UPDATE ingest.profiles AS p SET user_id = u.user_id, updated_at = $2::timestamptz
+        FROM json_to_recordset($5::json) AS u(id uuid, user_id text)
+        WHERE p.workspace_id = $1::uuid AND p.id = u.id AND p.user_id IS NULL
+        RETURNING 1
     )
-    return [KnownIdentity(*row) for row in result.all()]
+    SELECT 1
+"""
 
 
-_INSERT_PROFILES = text("""
-    INSERT INTO ingest.profiles (id, workspace_id, user_id, created_at, updated_at)
-    SELECT p.id, :workspace_id, p.user_id, :now, :now
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:user_ids AS text[])) AS p(id, user_id)
-""")
+def json_text(rows: Sequence[Any]) -> str:
+    """Rows (dicts or dataclasses) as one JSON text for `json_to_recordset`. `default=str` writes
+    Decimals and the uuids asyncpg reads back (its own type, which orjson does not know)."""
+    return orjson.dumps(rows, default=str).decode()
 
-_INSERT_IDENTITIES = text("""
-    INSERT INTO ingest.identities (workspace_id, kind, value, profile_id)
-    SELECT :workspace_id, i.kind, i.value, i.profile_id
-    FROM unnest(CAST(:kinds AS text[]), CAST(:values AS text[]), CAST(:profile_ids AS uuid[]))
-        AS i(kind, value, profile_id)
-    ON CONFLICT (workspace_id, kind, value) DO NOTHING
-""")
 
-_SET_USER_IDS = text("""
-    UPDATE ingest.profiles AS p SET user_id = u.user_id, updated_at = :now
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:user_ids AS text[])) AS u(id, user_id)
-    WHERE p.workspace_id = :workspace_id AND p.id = u.id AND p.user_id IS NULL
-""")
+async def _write_identities(
+    session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, now: datetime
+) -> None:
+    connection = await driver_connection(session)
+    await connection.execute(
+        _WRITE_IDENTITIES,
+        workspace_id,
+        now,
+        json_text([{"id": p, "user_id": u} for p, u in plan.new_profiles.items()]),
+        json_text([{"kind": k, "value": v, "profile_id": p} for (k, v), p in plan.new_identities.items()]),
+        json_text([{"id": p, "user_id": u} for p, u in plan.user_ids.items()]),
+    )
+
 
 # A merge moves the source profile's identities, events, unpublished outbox rows and traits to the
 # target (the target's traits win), then deletes the source. Several sources merging into one target
@@ -197,27 +220,8 @@ _MERGE_TRAITS = text("""
 async def apply_plan(session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, now: datetime) -> None:
     """Write what identity resolution decided: new profiles and identities, merges, traits."""
     scope: dict[str, Any] = {"workspace_id": workspace_id, "now": now}
-    if plan.new_profiles:
-        profiles = list(plan.new_profiles.items())
-        await session.execute(
-            _INSERT_PROFILES, {**scope, "ids": [p for p, _ in profiles], "user_ids": [u for _, u in profiles]}
-        )
-    if plan.new_identities:
-        identities = list(plan.new_identities.items())
-        await session.execute(
-            _INSERT_IDENTITIES,
-            {
-                **scope,
-                "kinds": [kind for (kind, _), _ in identities],
-                "values": [value for (_, value), _ in identities],
-                "profile_ids": [p for _, p in identities],
-            },
-        )
-    if plan.user_ids:
-        users = list(plan.user_ids.items())
-        await session.execute(
-            _SET_USER_IDS, {**scope, "ids": [p for p, _ in users], "user_ids": [u for _, u in users]}
-        )
+    if plan.new_profiles or plan.new_identities or plan.user_ids:
+        await _write_identities(session, workspace_id, plan, now)
     if plan.merges:
         merges = {"sources": [s for s, _ in plan.merges], "targets": [t for _, t in plan.merges]}
         for statement in _MERGE_STATEMENTS:
@@ -260,8 +264,7 @@ async def insert_events(
     if not events:
         return
     connection = await driver_connection(session)
-    rows = orjson.dumps(events, default=str).decode()  # default: the uuids asyncpg read back
-    await connection.execute(_INSERT_EVENTS, workspace_id, received_at, rows)
+    await connection.execute(_INSERT_EVENTS, workspace_id, received_at, json_text(events))
 
 
 # (workspace_id, event_id, profile_id, type, name, occurred_at)
