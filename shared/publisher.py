@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+import hiredis
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,14 +19,27 @@ async def publish(redis: ArqRedis, stream: str, messages: Sequence[Contract]) ->
     return await publish_fields(redis, stream, [message.to_stream_fields() for message in messages])
 
 
+def _xadd(stream: str, fields: Mapping[str, str | bytes]) -> bytes:
+    command = ("XADD", stream, "*", *(part for item in fields.items() for part in item))
+    return hiredis.pack_command(command)  # type: ignore[arg-type]  # its stub allows a 1-tuple only
+
+
 async def publish_fields(
     redis: ArqRedis, stream: str, entries: Sequence[Mapping[str, str | bytes]]
 ) -> list[str]:
-    """XADD stream entries already encoded as contract fields (`Contract.to_stream_fields`)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for fields in entries:
-            pipe.execute_command("XADD", stream, "*", *(part for item in fields.items() for part in item))
-        ids = await pipe.execute()
+    """XADD stream entries already encoded as contract fields (`Contract.to_stream_fields`), in one
+    round trip on one connection. The commands are packed by hiredis (C, ~3 us a command): redis-py's
+    asyncio client packs in Python (~16-20 us a command here), which was the publisher's main cost."""
+    packed = b"".join(_xadd(stream, fields) for fields in entries)
+    connection = await redis.connection_pool.get_connection()
+    try:
+        await connection.send_packed_command(packed)
+        ids = [await connection.read_response() for _ in entries]
+    except BaseException:
+        await connection.disconnect()  # replies may be left unread: the connection cannot be reused
+        raise
+    finally:
+        await redis.connection_pool.release(connection)
     return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
 
