@@ -25,7 +25,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.consents import Consent
-from services.ingest.repository import driver_connection, json_text
+from services.ingest.repository import json_text
+from shared.db import driver_connection
 
 SESSION_TIMEOUT = "30 minutes"
 

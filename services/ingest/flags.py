@@ -17,7 +17,7 @@ from collections.abc import Collection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.consents import TOPICS
-from services.ingest.repository import driver_connection
+from shared.db import driver_connection
 
 # the traits whose value `true` makes the flag (the segmenter's conditions read the flags)
 MEMBER_TRAIT = "member"

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.identity import Key, Plan
+from shared.db import driver_connection
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,6 @@ class KnownIdentity:
     value: str
     profile_id: uuid.UUID
     user_id: str | None
-
-
-async def driver_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session, inside the session's transaction. The big array
-    statements run on it directly: asyncpg encodes uuid[] / text[] / timestamptz[] natively, where
-    SQLAlchemy would process every element of every array."""
-    connection = await session.connection()
-    raw: Any = (await connection.get_raw_connection()).driver_connection
-    if not raw.is_in_transaction():  # SQLAlchemy's adapter begins lazily, on its first statement
-        await connection.execute(text("SELECT 1"))
-    return raw
 
 
 def _json(value: dict[str, Any]) -> str:
