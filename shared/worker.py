@@ -3,6 +3,7 @@ payloads, a short poll delay, job ids bound to the logs, and one session scope p
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,6 +43,8 @@ def worker_settings(
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         configure_logging(settings, f"{service}-worker")
+        # arq's command line sets its logger to INFO itself: let DASI_LOG_LEVEL decide (two lines a job)
+        logging.getLogger("arq").setLevel(logging.NOTSET)
         engine = create_engine(settings)
         ctx.update(
             settings=settings,

@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dispatcher.providers.base import Channel, Outgoing
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ComposeItem:
-    """One message to prepare on one channel."""
+    """One message to prepare on one channel. Not frozen: one is built per message and step, and a
+    frozen dataclass sets each of its fields through object.__setattr__ (4x the cost)."""
 
     message_id: uuid.UUID
     channel: Channel
@@ -34,16 +35,18 @@ class ComposeItem:
     is_ad: bool = False
     night_policy: str = "defer"
     campaign_id: uuid.UUID | None = None
-    as_fallback: bool = False  # the text of a provider-run fallback SMS for a Kakao message
+    idempotency_key: str = ""  # what the provider is given for this attempt
+    # a Kakao message's next channel (SMS/LMS) when the provider is to run that fallback itself
+    fallback: Channel | None = None
+    fallback_template_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
 class Prepared:
     action: Literal["send", "defer", "skip"]
-    outgoing: Outgoing | None = None  # send; its idempotency_key is set by the pipeline
+    outgoing: Outgoing | None = None  # send
     reason: str | None = None  # defer / skip: e.g. "night_window", "no_marketing_consent", "suppressed"
     not_before: datetime | None = None  # defer
-    opt_out_number: str | None = None  # the 080 number an ad fallback SMS carries (C6, C11)
 
 
 class Composer(Protocol):

@@ -22,11 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher import policy
-from services.dispatcher.adform import final_content, kakao_fallback_text
+from services.dispatcher.adform import Sender, final_content, kakao_fallback_text
 from services.dispatcher.compose import ComposeItem, Prepared
 from services.dispatcher.models import SenderProfile, Template
 from services.dispatcher.policy import ConsentFact, Recipient, Rules, channel_family
-from services.dispatcher.providers.base import Channel, Outgoing
+from services.dispatcher.providers.base import Channel, Outgoing, ProviderFallback
 from services.dispatcher.recipients import load_recipients
 from services.dispatcher.rendering import CompiledTemplate, compile_template
 from services.dispatcher.senders import adform_sender, sender_rules
@@ -160,21 +160,21 @@ class TemplateComposer:
         recipients = await load_recipients(
             session, workspace_id, [i.profile_id for i in items if i.profile_id is not None]
         )
-        templates = await self._templates(
-            session, workspace_id, {i.template_id for i in items if i.template_id}
-        )
+        template_ids = {i.template_id for i in items if i.template_id}
+        template_ids.update(i.fallback_template_id for i in items if i.fallback_template_id)
+        templates = await self._templates(session, workspace_id, template_ids)
         direct = await self._direct_suppressions(session, workspace_id, items)
-        sender = adform_sender(sender_row)
         rules = sender_rules(sender_row)
         numbers = sorted(rules.registered_numbers)
-        sender_number = numbers[0] if numbers else None
-        compiled: dict[uuid.UUID, CompiledTemplate] = {}  # per batch: the cache key is not free
+        shared = _Batch(
+            tz, now, sender_row, adform_sender(sender_row), rules, numbers[0] if numbers else None
+        )
         out: list[Prepared] = []
         for item in items:
             recipient = (
                 recipients.get(item.profile_id)
                 if item.profile_id is not None
-                else _direct_recipient(item, now, direct)
+                else _direct_recipient(item, item.channel, now, direct)
             )
             if recipient is None:
                 out.append(Prepared("skip", reason="unknown_profile"))
@@ -184,53 +184,55 @@ class TemplateComposer:
                 out.append(Prepared("skip", reason="unknown_template"))
                 continue
             try:
-                out.append(
-                    self._one(
-                        item,
-                        recipient,
-                        template,
-                        compiled,
-                        tz,
-                        now,
-                        sender_row,
-                        sender,
-                        rules,
-                        sender_number,
-                    )
-                )
+                out.append(self._one(item, recipient, template, templates, direct, shared))
             except ContentError as exc:
                 out.append(Prepared("skip", reason=f"content:{exc.code}"))
         return out
+
+    def _verdict(
+        self,
+        item: ComposeItem,
+        recipient: Recipient,
+        channel: Channel,
+        is_ad: bool,
+        template: Template | None,
+        b: _Batch,
+    ) -> policy.Decision:
+        rules = b.rules_by_policy.get(item.night_policy)
+        if rules is None:
+            rules = b.rules_by_policy[item.night_policy] = Rules(
+                timezone=b.tz, night_policy=policy.NightPolicy(item.night_policy)
+            )
+        message = policy.Message(
+            channel=channel,
+            is_ad=is_ad,
+            template_review_state=template.review_state if template else None,
+            sender_number=b.sender_number if channel in TEXT else None,
+        )
+        return policy.decide(recipient, message, b.now, sender=b.rules, rules=rules)
+
+    def _compiled_for(self, template: Template | None, item: ComposeItem, b: _Batch) -> CompiledTemplate:
+        if template is None:
+            return self._inline(item.content or {})
+        found = b.compiled.get(template.id)
+        if found is None:  # per batch: the process-wide cache key is not free
+            found = b.compiled[template.id] = self._template_parts(template)
+        return found
 
     def _one(
         self,
         item: ComposeItem,
         recipient: Recipient,
         template: Template | None,
-        compiled_templates: dict[uuid.UUID, CompiledTemplate],
-        tz: str,
-        now: datetime,
-        sender_row: SenderProfile,
-        sender: Any,
-        rules: policy.SenderRules,
-        sender_number: str | None,
+        templates: Mapping[uuid.UUID, Template],
+        direct: set[tuple[str, str]],
+        b: _Batch,
     ) -> Prepared:
         channel = item.channel
         is_ad = item.is_ad or bool(template and template.is_ad)
-        if template is not None and not item.as_fallback and not template_fits(template.channel, channel):
+        if template is not None and not template_fits(template.channel, channel):
             return Prepared("skip", reason="template_channel_mismatch")
-        verdict = policy.decide(
-            recipient,
-            policy.Message(
-                channel=channel,
-                is_ad=is_ad,
-                template_review_state=template.review_state if template else None,
-                sender_number=sender_number if channel in TEXT else None,
-            ),
-            now,
-            sender=rules,
-            rules=Rules(timezone=tz, night_policy=policy.NightPolicy(item.night_policy)),
-        )
+        verdict = self._verdict(item, recipient, channel, is_ad, template, b)
         if verdict.action is policy.Action.skip:
             return Prepared("skip", reason=verdict.reason.value if verdict.reason else "policy")
         if verdict.action is policy.Action.defer:
@@ -238,49 +240,23 @@ class TemplateComposer:
                 "defer", reason=verdict.reason.value if verdict.reason else None, not_before=verdict.until
             )
         address = recipient.address(channel) or ""
-        if template is None:
-            compiled = self._inline(item.content or {})
-        else:
-            compiled = compiled_templates.get(template.id) or compiled_templates.setdefault(
-                template.id, self._template_parts(template)
-            )
+        sender_row = b.sender_row
         values: dict[str, Any] = {
             "profile": {"name": recipient.name} if recipient.name else {},
             "store": {"name": sender_row.store_name},
             **dict(item.variables),
         }
-        rendered = compiled.render(values, timezone=tz)
-        if item.as_fallback:
-            body = (
-                rendered.fallback_body
-                if template is not None and template.channel != "sms"
-                else rendered.body
-            )
-            sized = kakao_fallback_text(body, is_ad=is_ad, sender=sender, subject=rendered.subject)
-            return Prepared(
-                "send",
-                Outgoing(
-                    message_id=item.message_id,
-                    idempotency_key="",
-                    channel=sized.channel,
-                    to=address,
-                    sender=sender_number or "",
-                    body=sized.body,
-                    is_ad=is_ad,
-                    subject=sized.subject,
-                ),
-                opt_out_number=sender.opt_out_number,
-            )
+        rendered = self._compiled_for(template, item, b).render(values, timezone=b.tz)
         unsubscribe_url = None
         if channel is Channel.email:
             token = unsubscribe_token(self.secret, sender_row.workspace_id, address)
             unsubscribe_url = f"{self.public_url}/v1/unsubscribe/{token}"
         image = template.image_url if template is not None else None
         final = final_content(
-            channel, rendered.content(image), is_ad=is_ad, sender=sender, unsubscribe_url=unsubscribe_url
+            channel, rendered.content(image), is_ad=is_ad, sender=b.sender, unsubscribe_url=unsubscribe_url
         )
         if channel in TEXT:
-            from_ = sender_number or ""
+            from_ = b.sender_number or ""
         elif channel in KAKAO:
             from_ = sender_row.kakao_sender_key or ""
         elif channel is Channel.email:
@@ -291,7 +267,7 @@ class TemplateComposer:
             "send",
             Outgoing(
                 message_id=item.message_id,
-                idempotency_key="",
+                idempotency_key=item.idempotency_key,
                 channel=final.channel,
                 to=address,
                 sender=from_,
@@ -303,7 +279,48 @@ class TemplateComposer:
                 image_url=final.image_url,
                 buttons=tuple(rendered.buttons(template.buttons or [])) if template is not None else (),
                 unsubscribe_url=final.unsubscribe_url,
+                provider_fallback=self._fallback(item, recipient, templates, direct, values, b),
             ),
+        )
+
+    def _fallback(
+        self,
+        item: ComposeItem,
+        recipient: Recipient,
+        templates: Mapping[uuid.UUID, Template],
+        direct: set[tuple[str, str]],
+        values: Mapping[str, Any],
+        b: _Batch,
+    ) -> ProviderFallback | None:
+        """The SMS/LMS the Kakao provider is to send itself if the message cannot be delivered; None
+        when that fallback would not be sent (policy, its template, its text), so the pipeline's own
+        fallback to the next channel decides it later."""
+        channel = item.fallback
+        if channel is None:
+            return None
+        template = templates.get(item.fallback_template_id) if item.fallback_template_id else None
+        if item.fallback_template_id is not None and template is None:
+            return None
+        if item.profile_id is None:  # a test send: the address as an SMS recipient (its suppressions)
+            recipient = _direct_recipient(item, channel, now=b.now, suppressed=direct)
+        is_ad = item.is_ad or bool(template and template.is_ad)
+        if self._verdict(item, recipient, channel, is_ad, template, b).action is not policy.Action.send:
+            return None
+        try:
+            rendered = self._compiled_for(template, item, b).render(values, timezone=b.tz)
+            body = (
+                rendered.fallback_body
+                if template is not None and template.channel != "sms"
+                else rendered.body
+            )
+            sized = kakao_fallback_text(body, is_ad=is_ad, sender=b.sender, subject=rendered.subject)
+        except ContentError:
+            return None
+        return ProviderFallback(
+            content=sized.body,
+            sender_no=b.sender_number or "",
+            title=sized.subject,
+            unsubscribe_no=b.sender.opt_out_number if is_ad else None,
         )
 
     async def _direct_suppressions(
@@ -313,8 +330,9 @@ class TemplateComposer:
         by_family: dict[str, list[str]] = {}
         for i in items:
             if i.address:
-                family = channel_family(i.channel)
-                by_family.setdefault(family, []).append(normalize_address(family, i.address))
+                for channel in (i.channel, i.fallback) if i.fallback else (i.channel,):
+                    family = channel_family(channel)
+                    by_family.setdefault(family, []).append(normalize_address(family, i.address))
         for family, addresses in by_family.items():
             for address in await suppressed_addresses(session, workspace_id, family, addresses):
                 found.add((family, address))
@@ -339,10 +357,26 @@ class TemplateComposer:
         )
 
 
-def _direct_recipient(item: ComposeItem, now: datetime, suppressed: set[tuple[str, str]]) -> Recipient:
-    """A test send's recipient: the address as given, consent taken as given."""
+@dataclass
+class _Batch:
+    """What every message of one compose call shares."""
+
+    tz: str
+    now: datetime
+    sender_row: SenderProfile
+    sender: Sender
+    rules: policy.SenderRules
+    sender_number: str | None
+    compiled: dict[uuid.UUID, CompiledTemplate] = field(default_factory=dict)
+    rules_by_policy: dict[str, Rules] = field(default_factory=dict)
+
+
+def _direct_recipient(
+    item: ComposeItem, channel: Channel, now: datetime, suppressed: set[tuple[str, str]]
+) -> Recipient:
+    """A test send's recipient on `channel`: the address as given, consent taken as given."""
     raw = item.address or ""
-    family = channel_family(item.channel)
+    family = channel_family(channel)
     address = normalize_address(family, raw)
     granted = {topic: ConsentFact(True, now) for topic in _ALL_TOPICS}
     phone = normalize_phone(raw) if family in ("sms", "kakao") else None

@@ -38,14 +38,13 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher import repository as repo
-from services.dispatcher.compose import ComposeItem, Composer, Prepared
+from services.dispatcher.compose import ComposeItem, Composer
 from services.dispatcher.message_models import DeliveryAttempt, DeliveryReport, Message
 from services.dispatcher.providers.base import (
     Channel,
     Outcome,
     Outgoing,
     ProviderAdapter,
-    ProviderFallback,
     ProviderUnavailable,
     ResendStatus,
     Submission,
@@ -108,26 +107,37 @@ class Dispatcher:
 
     # --- entry points -----------------------------------------------------------------------------
 
-    async def accept(
-        self, session: AsyncSession, batch: SendBatch, *, kind: str | None = None
-    ) -> tuple[list[uuid.UUID], int]:
-        """Record a batch's messages (a key seen before is ignored); the caller commits. Returns the
-        ids and how many were new."""
-        return await repo.insert_messages(
-            session,
-            batch.workspace_id,
-            batch.messages,
-            self.clock.now(),
-            enqueued_at=batch.enqueued_at,
-            kind=kind,
-        )
-
     async def dispatch(self, batch: SendBatch) -> list[uuid.UUID]:
         """The `dispatch` job: record the batch, then send it."""
+        [ids] = await self.dispatch_many([batch])
+        return ids
+
+    async def dispatch_many(self, batches: Sequence[SendBatch]) -> list[list[uuid.UUID]]:
+        """`dispatch` for several batches at once: recorded in one transaction (one statement per
+        workspace), then sent in one run. Returns each batch's message ids."""
+        by_workspace: dict[uuid.UUID, list[int]] = defaultdict(list)
+        for i, b in enumerate(batches):
+            by_workspace[b.workspace_id].append(i)
+        ids: list[list[uuid.UUID]] = [[] for _ in batches]
+        new: set[uuid.UUID] = set()
         async with session_scope(self.sessionmaker) as session:
-            ids, new = await self.accept(session, batch)
-        # all new: no attempt of theirs can be half done (a repeated job is checked first)
-        await self.run(ids, recover=new < len(ids))
+            for workspace_id, indexes in by_workspace.items():
+                requests = [r for i in indexes for r in batches[i].messages]
+                enqueued = [batches[i].enqueued_at for i in indexes for _ in batches[i].messages]
+                got, fresh = await repo.insert_requests(
+                    session, workspace_id, requests, enqueued, self.clock.now()
+                )
+                new |= fresh
+                start = 0
+                for i in indexes:
+                    ids[i] = got[start : start + len(batches[i].messages)]
+                    start += len(batches[i].messages)
+        every = [m for batch_ids in ids for m in batch_ids]
+        # a new message has no attempt that could be half done: only a repeated one is checked
+        repeated = [m for m in every if m not in new]
+        if repeated:
+            await self.recover(message_ids=repeated, older_than=self.lease)
+        await self.run(every, recover=False)
         return ids
 
     async def run(self, ids: Sequence[uuid.UUID], *, recover: bool = True) -> None:
@@ -193,22 +203,9 @@ class Dispatcher:
         for m in messages:
             by_workspace[m.workspace_id].append(m)
         for workspace_id, group in by_workspace.items():
-            items: list[ComposeItem] = []
-            index: list[tuple[MessageRow, bool]] = []
-            for m in group:
-                channel = Channel(m.chain[m.chain_pos])
-                items.append(self._item(m, channel))
-                index.append((m, False))
-                if self._wants_provider_fallback(m, channel):
-                    items.append(self._item(m, Channel(m.chain[m.chain_pos + 1]), as_fallback=True))
-                    index.append((m, True))
+            items = [self._item(m, f"{m.id.hex}-{seqs.get(m.id, 1)}") for m in group]
             prepared = await self.composer.compose(session, workspace_id, items, now)
-            main: dict[uuid.UUID, Prepared] = {}
-            fallback: dict[uuid.UUID, Prepared] = {}
-            for (m, is_fallback), prep in zip(index, prepared, strict=True):
-                (fallback if is_fallback else main)[m.id] = prep
-            for m in group:
-                prep = main[m.id]
+            for m, prep in zip(group, prepared, strict=True):
                 seq = seqs.get(m.id, 1)
                 if prep.action == "skip":
                     # a reason of this channel (not a friend, no consent for it, no address ...):
@@ -232,17 +229,10 @@ class Dispatcher:
                         )
                     )
                     continue
-                assert prep.outgoing is not None
-                channel = prep.outgoing.channel
+                outgoing = prep.outgoing
+                assert outgoing is not None
+                channel = outgoing.channel
                 adapter = self.adapters.get(channel) or self.adapters.get(Channel(m.chain[m.chain_pos]))
-                fb = fallback.get(m.id)
-                outgoing = replace(
-                    prep.outgoing,
-                    idempotency_key=f"{m.id.hex}-{seq}",
-                    provider_fallback=_provider_fallback(fb)
-                    if fb is not None and fb.action == "send" and fb.outgoing is not None
-                    else prep.outgoing.provider_fallback,
-                )
                 if adapter is not None and adapter.name not in allowed:
                     # one decision per provider and step: a half-open breaker's probe is this step's call
                     allowed[adapter.name] = self.guards.breaker(adapter.name).allow()
@@ -293,22 +283,24 @@ class Dispatcher:
         # every Kakao provider DOMAIN lists runs the SMS fallback on request; an adapter opts out
         return adapter is not None and bool(getattr(adapter, "supports_provider_fallback", True))
 
-    @staticmethod
-    def _item(m: MessageRow, channel: Channel, *, as_fallback: bool = False) -> ComposeItem:
-        template = m.templates.get(channel.value)
+    def _item(self, m: MessageRow, idempotency_key: str) -> ComposeItem:
+        channel = Channel(m.chain[m.chain_pos])
+        fallback = Channel(m.chain[m.chain_pos + 1]) if self._wants_provider_fallback(m, channel) else None
         return ComposeItem(
             message_id=m.id,
             channel=channel,
             kind=m.kind,
             profile_id=m.profile_id,
             address=m.address,
-            template_id=_template_uuid(template) if template else m.template_id,
+            template_id=_template_id(m, channel),
             content=m.content,
             variables=m.variables,
             is_ad=m.is_ad,
             night_policy=m.night_policy,
             campaign_id=m.campaign_id,
-            as_fallback=as_fallback,
+            idempotency_key=idempotency_key,
+            fallback=fallback,
+            fallback_template_id=_template_id(m, fallback) if fallback is not None else None,
         )
 
     # --- provider calls ---------------------------------------------------------------------------
@@ -645,15 +637,9 @@ def _join_reason(before: str | None, now: str) -> str:
     return (f"{before}; {now}" if before else now)[:255]
 
 
-def _provider_fallback(prepared: Prepared) -> ProviderFallback:
-    sms = prepared.outgoing
-    assert sms is not None
-    return ProviderFallback(
-        content=sms.body,
-        sender_no=sms.sender,
-        title=sms.subject,
-        unsubscribe_no=prepared.opt_out_number if sms.is_ad else None,
-    )
+def _template_id(m: MessageRow, channel: Channel) -> uuid.UUID | None:
+    template = m.templates.get(channel.value)
+    return _template_uuid(template) if template else m.template_id
 
 
 @functools.lru_cache(maxsize=4096)
@@ -665,7 +651,7 @@ def _template_uuid(text: str) -> uuid.UUID:
 def _random_ids(count: int) -> Iterator[uuid.UUID]:
     """`count` random (version 4) uuids from one os.urandom call, not one call each."""
     raw = os.urandom(16 * count)
-    return (uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * count, 16))
+    return (repo.uuid_with_version(int.from_bytes(raw[i : i + 16]), 4) for i in range(0, 16 * count, 16))
 
 
 def _attempt_row(
@@ -695,7 +681,7 @@ def _attempt_row(
         "detail": None,
         "resend_status": None,
         "cost_krw": 0,
-        "payload": repo.outgoing_to_json(outgoing),
+        "payload": repo.outgoing_json(outgoing),
         "submitted_at": now,
         "answered_at": now if state == "done" else None,
         "reported_at": None,

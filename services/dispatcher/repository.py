@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,11 +20,21 @@ from shared.contracts import SendRequest
 from shared.workspaces import Workspace
 
 _ID_NAMESPACE = uuid.UUID("5b0f3e0a-4c36-4f8e-9d0e-6d61736921aa")
+_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 
 
 def message_id_for(workspace_id: uuid.UUID, idempotency_key: str) -> uuid.UUID:
     """Deterministic: the same request (workspace, key) always names the same message."""
-    return uuid.uuid5(_ID_NAMESPACE, f"{workspace_id}:{idempotency_key}")
+    name = f"{workspace_id}:{idempotency_key}".encode()
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()
+    return uuid_with_version(int.from_bytes(digest[:16]), 5)  # uuid.uuid5, at a third of its cost
+
+
+def uuid_with_version(value: int, version: int) -> uuid.UUID:
+    """`uuid.UUID(bytes=..., version=...)` from the 128-bit int: the same bits, fewer checks (one is
+    made per message and per attempt)."""
+    value = (value & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
+    return uuid.UUID(int=(value & ~(0xF000 << 64)) | (version << 76))
 
 
 def message_kind(request: SendRequest) -> str:
@@ -61,11 +72,12 @@ INSERT INTO dispatcher.messages (id, workspace_id, idempotency_key, kind, profil
     night_policy, status, cost_krw, enqueued_at, created_at, updated_at)
 SELECT u.id, $1, u.key, u.kind, u.profile_id, u.address, u.campaign_id, u.trigger_id, u.step,
     string_to_array(u.chain, ','), 0, 0, u.template_id, u.templates::jsonb, u.content::jsonb,
-    u.variables::jsonb, u.is_ad, u.night_policy, 'queued', 0, $2, $3, $3
-FROM unnest($4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::text[], $9::uuid[], $10::uuid[], $11::text[],
-    $12::text[], $13::uuid[], $14::text[], $15::text[], $16::text[], $17::bool[], $18::text[])
+    u.variables::jsonb, u.is_ad, u.night_policy, 'queued', 0, u.enqueued_at, $2, $2
+FROM unnest($3::uuid[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::uuid[], $9::uuid[], $10::text[],
+    $11::text[], $12::uuid[], $13::text[], $14::text[], $15::text[], $16::bool[], $17::text[],
+    $18::timestamptz[])
     AS u(id, key, kind, profile_id, address, campaign_id, trigger_id, step, chain, template_id, templates,
-         content, variables, is_ad, night_policy)
+         content, variables, is_ad, night_policy, enqueued_at)
 ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
 RETURNING id
 """
@@ -82,13 +94,29 @@ async def insert_messages(
 ) -> tuple[list[uuid.UUID], int]:
     """Insert one queued message per request in one statement; a key seen before is ignored.
     Returns every request's message id (new or old), in order, and how many were new."""
+    ids, new = await insert_requests(
+        session, workspace_id, requests, [enqueued_at] * len(requests), now, kind=kind
+    )
+    return ids, len(new)
+
+
+async def insert_requests(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    requests: Sequence[SendRequest],
+    enqueued_at: Sequence[datetime | None],
+    now: datetime,
+    *,
+    kind: str | None = None,
+) -> tuple[list[uuid.UUID], set[uuid.UUID]]:
+    """`insert_messages` with an enqueue time per request (several batches of one workspace in one
+    statement). Returns every request's message id, in order, and the set of those that are new."""
     ids = [message_id_for(workspace_id, r.idempotency_key) for r in requests]
     rs = requests
     conn = await driver_connection(session)
     rows = await conn.fetch(
         _INSERT_MESSAGES,
         workspace_id,
-        enqueued_at,
         now,
         ids,
         [r.idempotency_key for r in rs],
@@ -105,8 +133,9 @@ async def insert_messages(
         [_json(r.variables) for r in rs],
         [r.is_ad for r in rs],
         [r.night_policy for r in rs],
+        list(enqueued_at),
     )
-    return ids, len(rows)
+    return ids, {r[0] for r in rows}
 
 
 @dataclass(slots=True)
@@ -249,7 +278,7 @@ async def insert_attempts(session: AsyncSession, rows: Sequence[Mapping[str, Any
                 "detail",
             )
         ),
-        [orjson.dumps(r["payload"]).decode() for r in rows],
+        [r["payload"] for r in rows],
     )
 
 
@@ -502,32 +531,18 @@ async def attempts_of(session: AsyncSession, message_id: uuid.UUID) -> list[Deli
 # --- the rendered message, kept with its attempt for a resubmission after a crash -----------------
 
 
-def outgoing_to_json(out: Outgoing) -> dict[str, Any]:
-    fallback = out.provider_fallback
-    return {
-        "message_id": str(out.message_id),
-        "idempotency_key": out.idempotency_key,
-        "channel": out.channel.value,
-        "to": out.to,
-        "sender": out.sender,
-        "body": out.body,
-        "is_ad": out.is_ad,
-        "subject": out.subject,
-        "template_code": out.template_code,
-        "template_parameters": dict(out.template_parameters),
-        "image_url": out.image_url,
-        "buttons": [dict(b) for b in out.buttons],
-        "data": dict(out.data),
-        "unsubscribe_url": out.unsubscribe_url,
-        "provider_fallback": None
-        if fallback is None
-        else {
-            "content": fallback.content,
-            "sender_no": fallback.sender_no,
-            "title": fallback.title,
-            "unsubscribe_no": fallback.unsubscribe_no,
-        },
-    }
+def outgoing_json(out: Outgoing) -> str:
+    """The JSON text of a rendered message, its fields by name: orjson serializes the dataclasses,
+    enums and uuids itself, `_plain` what it does not know (asyncpg's uuid type, other mappings)."""
+    return orjson.dumps(out, default=_plain).decode()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def outgoing_from_json(data: Mapping[str, Any]) -> Outgoing:

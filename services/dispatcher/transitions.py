@@ -20,6 +20,7 @@ them; the tests read them as the product's rules:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
@@ -64,6 +65,12 @@ def next_kakao_morning(now: datetime, tz: str) -> datetime:
     return datetime.combine(day, KAKAO_OPENS, tzinfo=zone(tz))
 
 
+@functools.lru_cache(maxsize=64)
+def _sent(channel: str) -> Decision:
+    """The answer to nearly every submission: one immutable Decision per channel, not one per message."""
+    return Decision("pending", status="sent", channel=channel)
+
+
 def _move_on(state: MessageState, why: str) -> Decision:
     nxt = state.chain_pos + 1
     if nxt < len(state.chain):
@@ -84,11 +91,11 @@ def decide(
     retry_after: float | None = None,
     detail: str = "",
 ) -> Decision:
-    why = f"{channel}: {outcome.value} ({code})"
     if state.status in FINAL:
         return Decision("done")  # a late report never rewrites an outcome
     if outcome is Outcome.accepted:
-        return Decision("pending", status="sent", channel=channel)
+        return _sent(channel)
+    why = f"{channel}: {outcome.value} ({code})"
     if resend_status is ResendStatus.succeeded and provider_fallback:
         fallback = state.chain[state.chain_pos + 1] if state.chain_pos + 1 < len(state.chain) else "sms"
         return Decision("done", status="delivered_via_fallback", channel=fallback, reason=None)

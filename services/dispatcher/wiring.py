@@ -40,6 +40,13 @@ class DispatchSettings(BaseSettings):
     poll_after_s: float = Field(
         default=600.0, gt=0, description="Ask the provider after this without a report"
     )
+    coalesce_messages: int = Field(
+        default=1000, ge=1, description="A worker runs the jobs in flight together up to this many messages"
+    )
+    coalesce_wait_ms: float = Field(
+        default=5.0, ge=0, description="How long a batch waits for others to join its run"
+    )
+    coalesce_runs: int = Field(default=3, ge=1, description="Runs at once; batches gather meanwhile")
     public_url: str = Field(
         default="http://127.0.0.1:8004", description="Where this service is reached (unsubscribe links)"
     )

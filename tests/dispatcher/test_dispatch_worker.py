@@ -9,6 +9,7 @@ import pytest
 import stamina
 from sqlalchemy import func, select
 
+from services.dispatcher.coalescing import BatchCoalescer
 from services.dispatcher.jobs import enqueue_batch
 from services.dispatcher.message_models import Message
 from services.dispatcher.repository import message_id_for
@@ -80,7 +81,7 @@ async def test_dispatch_batch_called_directly(settings, db, clock, sandbox):  # 
     pid = await make_shopper(db, shop, clock.now())
     job = batch(shop, request("k1", ["sms"], profile_id=pid, template_id=shop.templates["sms_info"]))
     async with dispatcher_for(settings, db, clock, sandbox) as d:
-        ctx = {"dispatcher": d}
+        ctx = {"dispatcher": d, "coalescer": BatchCoalescer(d)}
         assert await dispatch_batch(ctx, job.to_job_payload()) == 1
         assert await dispatch_batch(ctx, job.to_job_payload()) == 1  # a retried job sends nothing new
     assert (await message_of(db, message_id_for(shop.workspace_id, "k1"))).status == "sent"

@@ -287,6 +287,30 @@ async def test_suppressed_recipient_is_skipped(settings, db, clock, sandbox):  #
     assert await sandbox.submissions() == []
 
 
+async def test_a_test_sends_provider_fallback_respects_sms_suppression(settings, db, clock, sandbox):  # noqa: F811
+    """A test send to a number suppressed for SMS only: the alimtalk goes, without an SMS fallback."""
+    shop = await make_shop(db, clock.now())
+    async with session_scope(db) as session:
+        await add_suppressions(
+            session, shop.workspace_id, [NewSuppression("sms", "010-5555-0001", "manual")], clock.now()
+        )
+    templates = {"alimtalk": shop.templates["alimtalk"], "sms": shop.templates["sms_info"]}
+    async with dispatcher_for(settings, db, clock, sandbox) as d:
+        suppressed, free = await d.dispatch(
+            batch(
+                shop,
+                *(
+                    request(key, ["alimtalk", "sms"], to=to, templates=templates)
+                    for key, to in (("t1", "01055550001"), ("t2", "01055550002"))
+                ),
+            )
+        )
+    [no_fallback] = await attempts_of(db, suppressed)
+    [with_fallback] = await attempts_of(db, free)
+    assert (no_fallback.channel, no_fallback.provider_fallback) == ("alimtalk", False)
+    assert (with_fallback.channel, with_fallback.provider_fallback) == ("alimtalk", True)
+
+
 async def test_a_080_opt_out_stops_ads_but_not_notices(settings, db, clock, sandbox):  # noqa: F811
     shop = await make_shop(db, clock.now())
     pid = await make_shopper(db, shop, clock.now())
