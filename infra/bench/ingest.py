@@ -332,12 +332,10 @@ async def _measured_processes(database_url: str, app_pid: int, publisher_pid: in
     the Postgres backends connected to the bench's database (after the warm-up opened them)."""
     conn = await _connect(database_url)
     try:
-        backends = [
-            r[0]
-            for r in await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ]
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        backends = [row[0] for row in rows]
     finally:
         await conn.close()
     return {
