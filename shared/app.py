@@ -18,6 +18,7 @@ from shared.dependencies import Resources
 from shared.errors import install_error_handlers, problem_responses
 from shared.logging import configure_logging
 from shared.redis import create_redis
+from shared.runtime import tune_gc
 from shared.settings import SERVICE_PORTS, Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -71,6 +72,7 @@ def create_service_app(
             redis=redis,
             clock=clock or SystemClock(),
         )
+        tune_gc()
         log.info("service_started", port=SERVICE_PORTS.get(service))
         try:
             yield

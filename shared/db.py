@@ -102,19 +102,29 @@ _DRIVER = "dasi.driver_connection"
 
 
 async def driver_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session, inside the session's transaction (begun if it was
-    not: SQLAlchemy's adapter begins lazily, on its first statement). Set-based statements run on it
-    directly: asyncpg encodes arrays and JSON texts natively, where SQLAlchemy would process every
-    element. Kept in `session.info` for the transaction's life: finding it through SQLAlchemy costs
-    two greenlet switches, and the ingest request path asks for it about eight times."""
+    """The asyncpg connection under the session, inside the session's transaction. Set-based
+    statements run on it directly: asyncpg encodes arrays and JSON texts natively, where SQLAlchemy
+    would process every element.
+
+    SQLAlchemy's asyncpg adapter begins lazily, on its own first statement; a statement sent straight
+    to the driver before that would run in a transaction of its own (a claim or an advisory lock
+    committed at once), so the transaction is begun here first, by the adapter itself (one round
+    trip) so that it knows its transaction. The connection is kept in `session.info` for the
+    transaction's life: finding it through SQLAlchemy costs two greenlet switches, and the ingest
+    request path asks for it about eight times."""
     transaction = session.sync_session.get_transaction()
     kept = session.info.get(_DRIVER)
     if kept is not None and transaction is not None and kept[0] is transaction:
         return kept[1]
     connection = await session.connection()
-    raw: Any = (await connection.get_raw_connection()).driver_connection
+    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    raw = adapted.driver_connection
     if not raw.is_in_transaction():
-        await connection.execute(text("SELECT 1"))
+        begin = getattr(adapted, "_start_transaction", None)
+        if begin is not None and getattr(adapted, "_transaction", False) is None:
+            await begin()
+        else:  # another adapter version: any statement begins it
+            await connection.execute(text("SELECT 1"))
     session.info[_DRIVER] = (session.sync_session.get_transaction(), raw)
     return raw
 

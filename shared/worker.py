@@ -18,6 +18,7 @@ from shared.clock import Clock, SystemClock
 from shared.db import create_engine, create_sessionmaker, session_scope
 from shared.logging import configure_logging
 from shared.redis import deserialize_job, serialize_job
+from shared.runtime import tune_gc
 from shared.settings import Settings, get_settings
 
 
@@ -46,6 +47,7 @@ def worker_settings(
         # arq's command line sets its logger to INFO itself: let DASI_LOG_LEVEL decide (two lines a job)
         logging.getLogger("arq").setLevel(logging.NOTSET)
         engine = create_engine(settings)
+        tune_gc()
         ctx.update(
             settings=settings,
             engine=engine,

@@ -31,7 +31,6 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -39,6 +38,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from infra import migrate, stack
+from infra.bench.measure import cpu_seconds
 from services.dispatcher.jobs import enqueue_batch
 from services.dispatcher.provider_settings import ProviderSettings
 from services.dispatcher.providers.base import Channel, Outgoing
@@ -271,15 +271,6 @@ async def baseline(url: str, appkey: str, count: int, size: int, concurrency: in
         return sum(len(b) for b in batches) / (time.perf_counter() - started)
     finally:
         await client.aclose()
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc), None where that cannot be read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def dispatch_run(

@@ -21,8 +21,8 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.policy import ConsentFact, Recipient
-from services.dispatcher.repository import driver_connection
 from services.dispatcher.suppressions import AD_OPT_OUTS, PHONE_SQL, normalize_email
+from shared.db import driver_connection
 
 _YES = {"true", "y", "yes", "1", "동의", "예", "on"}
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dispatcher.message_models import DeliveryAttempt, DeliveryReport, Message
 from services.dispatcher.providers.base import Channel, Outgoing, ProviderFallback
 from shared.contracts import SendRequest
+from shared.db import driver_connection
 from shared.workspaces import Workspace
 
 _ID_NAMESPACE = uuid.UUID("5b0f3e0a-4c36-4f8e-9d0e-6d61736921aa")
@@ -43,23 +44,6 @@ def message_kind(request: SendRequest) -> str:
     if request.trigger_id is not None:
         return "trigger"
     return "test" if request.to is not None else "transactional"
-
-
-async def driver_connection(session: AsyncSession) -> Any:
-    """The session's asyncpg connection, inside the session's transaction: array statements without
-    ORM overhead. SQLAlchemy's asyncpg adapter begins lazily, on its own first statement; a statement
-    sent straight to the driver before that would run in a transaction of its own (a claim or an
-    advisory lock committed at once), so the transaction is begun here first (BEGIN, one round trip)."""
-    connection = await session.connection()
-    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
-    raw = adapted.driver_connection
-    if not raw.is_in_transaction():
-        begin = getattr(adapted, "_start_transaction", None)
-        if begin is not None and getattr(adapted, "_transaction", False) is None:
-            await begin()  # the adapter's own begin: it then knows its transaction
-        else:
-            await connection.execute(text("SELECT 1"))
-    return raw
 
 
 def _json(value: Any) -> str | None:

@@ -17,7 +17,6 @@ The httpx client, the provider adapters, the breakers and the rate limiters are 
 
 from __future__ import annotations
 
-import gc
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -78,17 +77,6 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def _tune_gc() -> None:
-    """The worker allocates a few dozen objects per message and keeps almost none. With the default
-    thresholds (a collection every 700 allocations) the cyclic GC took ~15-20% of its CPU, most in
-    collections that walked every long-lived object (modules, ORM, pydantic schemas) while a job's
-    payload was being decoded. What startup made is frozen out of the collections, and young objects
-    are collected every 50,000 allocations."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 10)
-
-
 def make_worker_settings(
     settings: Settings | None = None,
     *,
@@ -133,7 +121,6 @@ def make_worker_settings(
             max_runs=config.coalesce_runs,
         )
         ctx.update(dispatcher=dispatcher, coalescer=coalescer, dispatch_settings=config, close_adapters=close)
-        _tune_gc()
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         if "coalescer" in ctx:
