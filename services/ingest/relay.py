@@ -7,8 +7,8 @@ event typically reaches the stream some 50-100 ms after its commit.
 
 A chunk is published by `publish_outbox_chunk`, in one transaction: take up to RELAY_CHUNK rows (one
 DELETE of the oldest, `FOR UPDATE SKIP LOCKED`, so publishers in several workers never take the same
-rows), then XADD them in one pipeline; the transaction commits only after XADD succeeded. Redis down: the
-transaction rolls back and the rows stay for the next pass. A crash between XADD and the commit
+rows), then XADD them in one round trip; the transaction commits only after XADD succeeded. Redis
+down: the transaction rolls back and the rows stay for the next pass. A crash between XADD and the commit
 publishes those events again: delivery is at least once, never lost; consumers dedupe by event_id.
 """
 
@@ -28,7 +28,7 @@ from shared.contracts import EventRecorded
 from shared.db import session_scope
 from shared.publisher import publish_fields
 
-RELAY_CHUNK = 5000  # rows per claim, XADD pipeline and DELETE
+RELAY_CHUNK = 5000  # rows taken, and XADDs sent, at once
 RELAY_IDLE_SLEEP = 0.05  # seconds between passes that found the outbox empty
 RELAY_LOOP_SECONDS = 0.95  # how long one run of the job keeps draining; the cron starts one a second
 
