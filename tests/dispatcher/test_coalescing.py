@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-
-import pytest
-import stamina
 
 from services.dispatcher.coalescing import BatchCoalescer
 from services.dispatcher.repository import message_id_for
@@ -20,16 +16,10 @@ from tests.dispatcher.pipeline_support import (
     make_shop,
     make_shopper,
     message_of,
+    no_retry_waits,  # noqa: F401  (autouse fixture)
     request,
     sandbox,  # noqa: F401  (fixture)
 )
-
-
-@pytest.fixture(autouse=True)
-def no_retry_waits() -> Iterator[None]:
-    stamina.set_testing(True, attempts=1)
-    yield
-    stamina.set_testing(False)
 
 
 async def test_jobs_in_flight_share_one_run_and_each_gets_its_own_messages(settings, db, clock, sandbox):  # noqa: F811

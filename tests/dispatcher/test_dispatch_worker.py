@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
-import stamina
 from sqlalchemy import func, select
 
 from services.dispatcher.coalescing import BatchCoalescer
@@ -23,18 +20,12 @@ from tests.dispatcher.pipeline_support import (
     make_shop,
     make_shopper,
     message_of,
+    no_retry_waits,  # noqa: F401  (autouse fixture)
     request,
     run_worker,
     sandbox,  # noqa: F401  (fixture)
     status_is,
 )
-
-
-@pytest.fixture(autouse=True)
-def no_retry_waits() -> Iterator[None]:
-    stamina.set_testing(True, attempts=1)
-    yield
-    stamina.set_testing(False)
 
 
 async def test_batches_on_the_dispatch_queue_are_sent_by_the_worker(settings, db, redis, clock, sandbox):  # noqa: F811

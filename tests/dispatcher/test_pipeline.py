@@ -7,11 +7,8 @@ a report asks for is sent by a real arq worker in burst mode."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
-import stamina
 from sqlalchemy import func, select
 
 from services.dispatcher.message_models import Message
@@ -26,19 +23,12 @@ from tests.dispatcher.pipeline_support import (
     make_shop,
     make_shopper,
     message_of,
+    no_retry_waits,  # noqa: F401  (autouse fixture)
     request,
     run_worker,
     sandbox,  # noqa: F401  (fixture)
     status_is,
 )
-
-
-@pytest.fixture(autouse=True)
-def no_retry_waits() -> Iterator[None]:
-    stamina.set_testing(True, attempts=1)
-    yield
-    stamina.set_testing(False)
-
 
 # --- each channel's happy path --------------------------------------------------------------------
 

@@ -8,12 +8,10 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
-import stamina
 
 from services.dispatcher import repository as repo
 from services.dispatcher.resilience import ProviderGuards
@@ -27,6 +25,7 @@ from tests.dispatcher.pipeline_support import (
     make_shop,
     make_shopper,
     message_of,
+    no_retry_waits,  # noqa: F401  (autouse fixture)
     request,
     sandbox,  # noqa: F401  (fixture)
 )
@@ -34,13 +33,6 @@ from tests.dispatcher.pipeline_support import (
 
 class WorkerDied(Exception):
     """Stands in for kill -9: nothing after this point runs."""
-
-
-@pytest.fixture(autouse=True)
-def no_retry_waits() -> Iterator[None]:
-    stamina.set_testing(True, attempts=1)
-    yield
-    stamina.set_testing(False)
 
 
 async def _die(*_args: object) -> None:

@@ -4,28 +4,19 @@ request, sent by the worker through the same pipeline, read back with its delive
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import httpx
-import pytest
-import stamina
 
 from tests.dispatcher.pipeline_support import (
     dispatcher_http,
     eventually,
     make_shop,
     make_shopper,
+    no_retry_waits,  # noqa: F401  (autouse fixture)
     run_worker,
     sandbox,  # noqa: F401  (fixture)
     status_is,
 )
-
-
-@pytest.fixture(autouse=True)
-def no_retry_waits() -> Iterator[None]:
-    stamina.set_testing(True, attempts=1)
-    yield
-    stamina.set_testing(False)
 
 
 async def test_test_send_to_a_phone_then_read_its_history(settings, db, redis, clock, sandbox):  # noqa: F811

@@ -7,13 +7,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
-import stamina
 from sqlalchemy import select
 
 from services.dispatcher.message_models import DeliveryReport
@@ -30,16 +27,10 @@ from tests.dispatcher.pipeline_support import (
     make_shop,
     make_shopper,
     message_of,
+    no_retry_waits,  # noqa: F401  (autouse fixture)
     request,
     sandbox,  # noqa: F401  (fixture)
 )
-
-
-@pytest.fixture(autouse=True)
-def no_retry_waits() -> Iterator[None]:
-    stamina.set_testing(True, attempts=1)
-    yield
-    stamina.set_testing(False)
 
 
 def _signed(body: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
