@@ -165,9 +165,14 @@ facts AS (
 )"""
 
 _VISITS_AND_TOTALS = f"""
+seen AS (  -- a key probe per profile (a scalar subquery is never turned into a workspace-wide join)
+    SELECT p.profile_id,
+           (SELECT a.last_seen_at FROM ingest.profile_aggregates a
+            WHERE a.profile_id = p.profile_id AND a.workspace_id = $2) AS seen_before
+    FROM (SELECT DISTINCT profile_id FROM facts) p
+),
 known AS (
-    SELECT f.*, a.last_seen_at AS seen_before
-    FROM facts f LEFT JOIN ingest.profile_aggregates a ON a.profile_id = f.profile_id AND a.workspace_id = $2
+    SELECT f.*, s.seen_before FROM facts f JOIN seen s USING (profile_id)
 ),
 activity AS (
     SELECT profile_id, occurred_at, is_page_view,
@@ -273,8 +278,13 @@ emptied AS (
     SELECT profile_id, max(occurred_at) AS at FROM facts WHERE kind = 'purchase' GROUP BY profile_id
 ),
 deleted_cart AS (
-    DELETE FROM ingest.cart_items c USING emptied e
-    WHERE c.workspace_id = $2 AND c.profile_id = e.profile_id AND c.added_at <= e.at
+    DELETE FROM ingest.cart_items c
+    WHERE c.ctid = ANY(ARRAY(
+        SELECT i.ctid FROM emptied e CROSS JOIN LATERAL (
+            SELECT ctid FROM ingest.cart_items
+            WHERE profile_id = e.profile_id AND workspace_id = $2 AND added_at <= e.at
+            OFFSET 0  -- a key probe per profile: keeps the planner from joining with the whole table
+        ) i))
     RETURNING 1
 )"""
 
@@ -310,21 +320,34 @@ touched AS (
     SELECT DISTINCT profile_id FROM facts WHERE kind IN ('cart_add', 'cart_remove', 'purchase')
 ),
 emptied_rows AS (
-    DELETE FROM ingest.cart_items c USING touched t
-    WHERE c.workspace_id = $2 AND c.profile_id = t.profile_id AND c.quantity <= 0
+    DELETE FROM ingest.cart_items c
+    WHERE c.ctid = ANY(ARRAY(
+        SELECT i.ctid FROM touched t CROSS JOIN LATERAL (
+            SELECT ctid FROM ingest.cart_items
+            WHERE profile_id = t.profile_id AND workspace_id = $2 AND quantity <= 0
+            OFFSET 0  -- a key probe per profile, as above
+        ) i))
     RETURNING c.profile_id
 ),
-summary AS (
-    SELECT t.profile_id,
-           coalesce(sum(c.quantity) FILTER (WHERE c.quantity > 0), 0) AS items,
-           coalesce(sum(c.quantity * c.price) FILTER (WHERE c.quantity > 0), 0) AS total,
-           max(c.added_at) FILTER (WHERE c.quantity > 0 AND c.added_at > '-infinity') AS last_added
-    FROM touched t LEFT JOIN ingest.cart_items c ON c.profile_id = t.profile_id AND c.workspace_id = $2
-    GROUP BY t.profile_id
+summary AS (  -- LATERAL with an aggregate: one key probe of the cart per profile
+    SELECT t.profile_id, s.*
+    FROM touched t CROSS JOIN LATERAL (
+        SELECT coalesce(sum(c.quantity) FILTER (WHERE c.quantity > 0), 0) AS items,
+               coalesce(sum(c.quantity * c.price) FILTER (WHERE c.quantity > 0), 0) AS total,
+               max(c.added_at) FILTER (WHERE c.quantity > 0 AND c.added_at > '-infinity') AS last_added
+        FROM ingest.cart_items c WHERE c.profile_id = t.profile_id AND c.workspace_id = $2
+    ) s
 )
-UPDATE ingest.profile_aggregates a
-SET cart_item_count = s.items, cart_total = s.total, cart_last_added_at = s.last_added
-FROM summary s WHERE a.workspace_id = $2 AND a.profile_id = s.profile_id
+-- an upsert, so each row is reached through its key (the first statement made every row)
+INSERT INTO ingest.profile_aggregates AS a (
+    profile_id, workspace_id, cart_item_count, cart_total, cart_last_added_at, updated_at
+)
+SELECT profile_id, $2, items, total, last_added, now() FROM summary
+ON CONFLICT (profile_id) DO UPDATE SET
+    cart_item_count = excluded.cart_item_count,
+    cart_total = excluded.cart_total,
+    cart_last_added_at = excluded.cart_last_added_at
+WHERE a.workspace_id = excluded.workspace_id
 """
 
 # Consents (latest word wins) ride along in the first statement: $4, the `Consent`s as JSON.

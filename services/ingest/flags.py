@@ -26,30 +26,36 @@ CONSENT_COLUMNS = {topic: f"consent_{topic}" for topic in TOPICS}
 
 _COLUMNS = ", ".join(["is_member", "kakao_channel_friend", *CONSENT_COLUMNS.values()])
 _GRANTED = ",\n           ".join(
-    f"coalesce(bool_or(c.granted) FILTER (WHERE c.topic = '{topic}'), false)" for topic in TOPICS
+    f"coalesce(bool_or(c.granted) FILTER (WHERE c.topic = '{topic}'), false) AS {column}"
+    for topic, column in CONSENT_COLUMNS.items()
 )
 _SET = ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS.split(", "))
 
 
 def _refresh_sql(profiles: str) -> str:
-    """The upsert of the flags of the workspace $1's profiles that match `profiles` (SQL on `p`)."""
+    """The upsert of the flags of the workspace $1's profiles `p` (a FROM item).
+    Each profile's consents are read by its key (LATERAL with an aggregate: never a join with the
+    whole workspace's consents)."""
     return f"""
     INSERT INTO ingest.profile_aggregates AS a (profile_id, workspace_id, {_COLUMNS}, updated_at)
     SELECT p.id, p.workspace_id,
            p.traits @> '{{"{MEMBER_TRAIT}": true}}', p.traits @> '{{"{CHANNEL_FRIEND_TRAIT}": true}}',
-           {_GRANTED},
+           g.*,
            now()
-    FROM ingest.profiles p
-    LEFT JOIN ingest.consents c ON c.profile_id = p.id AND c.workspace_id = p.workspace_id
-    WHERE p.workspace_id = $1 AND {profiles}
-    GROUP BY p.id
+    FROM {profiles}
+    CROSS JOIN LATERAL (
+        SELECT {_GRANTED}
+        FROM ingest.consents c WHERE c.profile_id = p.id AND c.workspace_id = p.workspace_id
+    ) g
     ON CONFLICT (profile_id) DO UPDATE SET {_SET}, updated_at = now()
     """  # noqa: S608 - built from constants
 
 
-_REFRESH = _refresh_sql("p.id = ANY($2::uuid[])")
+# the profiles $2, each found by its key
+_REFRESH = _refresh_sql("""unnest($2::uuid[]) AS k(id)
+    CROSS JOIN LATERAL (SELECT * FROM ingest.profiles WHERE id = k.id AND workspace_id = $1 LIMIT 1) p""")
 # every profile of the workspace $1: for bulk loads (the segmenter benchmark) and repairs
-REFRESH_WORKSPACE = _refresh_sql("true")
+REFRESH_WORKSPACE = _refresh_sql("(SELECT * FROM ingest.profiles WHERE workspace_id = $1) p")
 
 
 async def refresh(session: AsyncSession, workspace_id: uuid.UUID, profile_ids: Collection[uuid.UUID]) -> None:

@@ -38,6 +38,7 @@ class Profile(Base):
     __tablename__ = "profiles"
     __table_args__ = (
         Index("ix_ingest_profiles_workspace_id_user_id", "workspace_id", "user_id"),
+        Index("ix_ingest_profiles_workspace_id_id", "workspace_id", "id"),
         {"schema": SCHEMA},
     )
 
@@ -128,7 +129,7 @@ class ProfileAggregates(Base):
 
     __tablename__ = "profile_aggregates"
     __table_args__ = (
-        Index("ix_ingest_profile_aggregates_workspace_id", "workspace_id"),
+        Index("ix_ingest_profile_aggregates_workspace_id_profile_id", "workspace_id", "profile_id"),
         # segments on the last login read it alone (migration 0009)
         Index(
             "ix_ingest_profile_aggregates_workspace_id_last_login_at",
@@ -233,7 +234,7 @@ class Consent(Base):
     __tablename__ = "consents"
     __table_args__ = (
         CheckConstraint("topic IN ('sms', 'kakao', 'push', 'email', 'night')", name="topic"),
-        Index("ix_ingest_consents_workspace_id_topic", "workspace_id", "topic"),
+        Index("ix_ingest_consents_workspace_id_profile_id", "workspace_id", "profile_id"),
         {"schema": SCHEMA},
     )
 

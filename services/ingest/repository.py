@@ -1,6 +1,12 @@
 """SQL of the ingest tables. Set-based: a batch is a few statements over `unnest(...)` arrays (one
 bind parameter per column, so no parameter limit however long the batch), never a loop of INSERTs.
-Every statement is scoped by workspace_id, except the outbox publisher's claim, which serves them all."""
+Every statement is scoped by workspace_id, except the outbox publisher's claim, which serves them all.
+
+A batch reads only the rows of the shoppers it names, however large the workspace: each statement
+reaches a table through its key (`id = ANY(...)`, a LIMIT-ed LATERAL probe or a scalar subquery).
+`workspace_id = $1` alone is no guide for the planner: in a prepared (generic) plan it guesses a
+workspace is 0.5% of the table, and it then joined the batch to the whole workspace's rows.
+tests/ingest/test_batch_reads.py holds every statement of a batch to that."""
 
 from __future__ import annotations
 
@@ -40,6 +46,19 @@ class KnownIdentity:
 
 def _json(value: dict[str, Any]) -> str:
     return orjson.dumps(value).decode()
+
+
+# -- plans ---------------------------------------------------------------------------------------
+
+
+async def use_generic_plans(session: AsyncSession) -> None:
+    """For the rest of the transaction, run prepared statements on their one cached plan. Postgres
+    otherwise re-plans these long statements on every call (a custom plan for each batch's values):
+    over a quarter of its CPU per batch went to the planner. The statements are written to need no
+    values to plan well (they reach rows by key), and tests/ingest/test_batch_reads.py holds them to
+    it under this same setting."""
+    connection = await driver_connection(session)
+    await connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
 
 
 # -- dedupe --------------------------------------------------------------------------------------
@@ -88,15 +107,20 @@ _LOCK_KEYS = """
     ) AS k
 """
 
+# Each id is a primary-key probe. The LIMITs keep the subqueries apart from the outer query, so
+# the planner cannot turn them into a join that reads the whole workspace (it did while the tables
+# grew faster than their statistics: every batch read all the workspace's identities and profiles).
 _FIND_IDENTITIES = """
-    SELECT i.kind, i.value, i.profile_id, p.user_id
+    SELECT k.kind, k.value, i.profile_id, p.user_id
     FROM unnest($2::text[], $3::text[]) AS k(kind, value)
-    -- LATERAL: one primary-key probe per id, whatever the planner guesses about the table's size
     CROSS JOIN LATERAL (
-        SELECT * FROM ingest.identities
+        SELECT profile_id FROM ingest.identities
         WHERE workspace_id = $1::uuid AND kind = k.kind AND value = k.value
+        LIMIT 1
     ) AS i
-    JOIN ingest.profiles AS p ON p.id = i.profile_id AND p.workspace_id = i.workspace_id
+    CROSS JOIN LATERAL (
+        SELECT user_id FROM ingest.profiles WHERE id = i.profile_id AND workspace_id = $1::uuid LIMIT 1
+    ) AS p
 """
 
 
@@ -139,6 +163,7 @@ _WRITE_IDENTITIES = """
         UPDATE ingest.profiles AS p SET user_id = u.user_id, updated_at = $2::timestamptz
         FROM json_to_recordset($5::json) AS u(id uuid, user_id text)
         WHERE p.workspace_id = $1::uuid AND p.id = u.id AND p.user_id IS NULL
+          AND p.id = ANY(ARRAY(SELECT (json_array_elements($5::json) ->> 'id')::uuid))
         RETURNING 1
     )
     SELECT 1
@@ -173,6 +198,7 @@ _MERGE_STATEMENTS = [
         UPDATE ingest.{table} AS t SET profile_id = m.target
         FROM unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[])) AS m(source, target)
         WHERE t.workspace_id = :workspace_id AND t.profile_id = m.source
+          AND t.profile_id = ANY(CAST(:sources AS uuid[]))
     """)  # noqa: S608 - table names are constants
     for table in ("identities", "events", "event_outbox")
 ] + [
@@ -180,7 +206,7 @@ _MERGE_STATEMENTS = [
         UPDATE ingest.profiles AS t SET traits = s.traits || t.traits, updated_at = :now
         FROM unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[])) AS m(source, target)
         JOIN ingest.profiles AS s ON s.id = m.source AND s.workspace_id = :workspace_id
-        WHERE t.workspace_id = :workspace_id AND t.id = m.target
+        WHERE t.workspace_id = :workspace_id AND t.id = m.target AND t.id = ANY(CAST(:targets AS uuid[]))
     """),
     # the merged profile keeps the latest word on each consent topic of either profile
     text("""
@@ -196,14 +222,18 @@ _MERGE_STATEMENTS = [
     text("""
         DELETE FROM ingest.profiles AS p
         USING unnest(CAST(:sources AS uuid[])) AS m(source)
-        WHERE p.workspace_id = :workspace_id AND p.id = m.source
+        WHERE p.workspace_id = :workspace_id AND p.id = m.source AND p.id = ANY(CAST(:sources AS uuid[]))
     """),
 ]
 
+# An upsert, so each profile is reached through its key; every profile named exists (found or made
+# by this batch), so only the update happens, and only inside the workspace.
 _MERGE_TRAITS = text("""
-    UPDATE ingest.profiles AS p SET traits = p.traits || CAST(t.traits AS jsonb), updated_at = :now
+    INSERT INTO ingest.profiles AS p (id, workspace_id, traits, updated_at)
+    SELECT t.id, :workspace_id, CAST(t.traits AS jsonb), :now
     FROM unnest(CAST(:ids AS uuid[]), CAST(:traits AS text[])) AS t(id, traits)
-    WHERE p.workspace_id = :workspace_id AND p.id = t.id
+    ON CONFLICT (id) DO UPDATE SET traits = p.traits || excluded.traits, updated_at = excluded.updated_at
+    WHERE p.workspace_id = excluded.workspace_id
 """)
 
 

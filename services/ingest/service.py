@@ -168,6 +168,7 @@ async def record_messages(
     # Lock every id the batch names before claiming messageIds: requests sharing a shopper (and so
     # any retried message) then run one after the other, and nothing waits in a cycle.
     all_keys = sorted({key for d in drafts for key in _keys(_ids(d.message))})
+    await repository.use_generic_plans(session)
     await repository.lock_identities(session, workspace_id, all_keys)
     fresh_ids = await repository.claim_message_ids(
         session, workspace_id, [(d.message_id, d.event_id) for d in drafts], received_at
