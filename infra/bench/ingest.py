@@ -37,7 +37,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from infra import migrate, stack
-from infra.bench.measure import children, total_cpu
+from infra.bench.measure import children, cpu_seconds, machine_busy_seconds
 from shared.db import create_engine, create_sessionmaker, session_scope
 from shared.settings import PROJECT_ROOT, Settings
 from shared.workspaces import create_workspace
@@ -329,7 +329,7 @@ def _report(label: str, rate: float, latencies: list[float], errors: int) -> Non
 
 async def _measured_processes(database_url: str, app_pid: int, publisher_pid: int) -> dict[str, list[int]]:
     """The processes whose CPU the closed loop is charged: the uvicorn workers, the publisher, and
-    the Postgres backends connected to the bench's database (after the warm-up opened them)."""
+    the Postgres backends connected to the bench's database."""
     conn = await _connect(database_url)
     try:
         rows = await conn.fetch(
@@ -345,11 +345,20 @@ async def _measured_processes(database_url: str, app_pid: int, publisher_pid: in
     }
 
 
-def _report_cpu(measured: dict[str, list[int]], before: dict[str, float], events: int) -> None:
+def _cpu_by_pid(measured: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    return {name: {pid: cpu_seconds(pid) or 0.0 for pid in pids} for name, pids in measured.items()}
+
+
+def _report_cpu(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], machine: float, events: int
+) -> None:
+    """CPU per event of each group, from the processes alive at the end (a Postgres backend opened
+    during the loop counts in full), and of the whole machine (the load generator, Redis, the kernel)."""
     parts = []
-    for name, pids in measured.items():
-        used = total_cpu(pids) - before[name]
+    for name, cpu in after.items():
+        used = sum(seconds - before[name].get(pid, 0.0) for pid, seconds in cpu.items())
         parts.append(f"{name} {used / events * 1e6:,.0f} us")
+    parts.append(f"whole machine {machine / events * 1e6:,.0f} us")
     print(f"{'  CPU per event':<34} " + ", ".join(parts))
 
 
@@ -391,13 +400,15 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
             warm = batches[:20]
             await closed_loop(http, warm, 2, 4, headers)
             half = len(batches) // 2
-            measured = await _measured_processes(database_url, process.pid, publisher.pid)
-            cpu_before = {name: total_cpu(pids) for name, pids in measured.items()}
+            cpu_before = _cpu_by_pid(await _measured_processes(database_url, process.pid, publisher.pid))
+            machine = machine_busy_seconds()
             rate, latencies, errors = await closed_loop(
                 http, batches[20:half], args.seconds, args.concurrency, headers
             )
+            machine = machine_busy_seconds() - machine
+            cpu_after = _cpu_by_pid(await _measured_processes(database_url, process.pid, publisher.pid))
             _report(f"closed loop, {args.concurrency} in flight", rate, latencies, errors)
-            _report_cpu(measured, cpu_before, len(latencies) * BATCH)
+            _report_cpu(cpu_before, cpu_after, machine, len(latencies) * BATCH)
             target = min(args.rate, rate * 0.7)  # a rate it can sustain, to read latency at
             rate, latencies, errors = await open_loop(http, batches[half:], args.seconds, target, headers)
             _report(f"open loop at {target:,.0f}/s", rate, latencies, errors)

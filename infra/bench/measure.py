@@ -29,3 +29,10 @@ def children(pid: int) -> list[int]:
 
 def total_cpu(pids: Iterable[int]) -> float:
     return sum(cpu for pid in pids if (cpu := cpu_seconds(pid)) is not None)
+
+
+def machine_busy_seconds() -> float:
+    """CPU time spent by the whole machine (every core, every process, the kernel), not idle."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
