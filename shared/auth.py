@@ -26,7 +26,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.dependencies import SessionDep
+from shared.db import session_scope
+from shared.dependencies import SessionDep, get_resources
 from shared.errors import Unauthorized
 from shared.workspaces import KeyKind, find_workspace_by_key
 
@@ -120,9 +121,11 @@ def _basic_username(request: Request) -> str | None:
 
 async def require_write_key(
     request: Request,
-    session: SessionDep,
     _credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],  # documents the scheme
 ) -> WorkspaceContext:
+    """The write key's workspace. A key not in the cache is looked up in a unit of work of its own,
+    closed at once: a tracking request then holds no database connection while it waits for its
+    messages to be stored (services/ingest/group_commit.py takes its own)."""
     raw_key = _basic_username(request)
     if raw_key is None:
         raise Unauthorized(
@@ -133,7 +136,8 @@ async def require_write_key(
     if workspace is not None:
         structlog.contextvars.bind_contextvars(workspace_id=str(workspace.id))
         return workspace
-    workspace = await _resolve(session, raw_key, KeyKind.write)
+    async with session_scope(get_resources(request).sessionmaker) as session:
+        workspace = await _resolve(session, raw_key, KeyKind.write)
     if workspace is None:
         raise Unauthorized("This key is not a valid write key", scheme="Basic")
     cache.put(raw_key, workspace)

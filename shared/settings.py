@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     db_pool_size: int = Field(default=10, ge=1)
+    # ingest stores the tracking requests that gather while a transaction runs in the next one
+    # (services/ingest/group_commit.py): at most this many events in one, this many at once
+    ingest_group_max_events: int = Field(default=2000, ge=1)
+    ingest_group_running: int = Field(default=1, ge=1)
     # arq polls Redis for new jobs; its 0.5 s default puts ~260 ms into every hop
     worker_poll_delay_s: float = Field(default=0.05, gt=0)
     events_stream: str = "dasi:events"

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from pydantic.json_schema import models_json_schema
 
 from services.ingest import payload, service
+from services.ingest.group_commit import GroupCommit
 from services.ingest.schemas import (
     AliasMessage,
     BatchRequest,
@@ -23,8 +24,8 @@ from services.ingest.schemas import (
     TrackMessage,
 )
 from services.ingest.service import Message
-from shared.auth import WriteKeyWorkspace
-from shared.dependencies import ResourcesDep, SessionDep
+from shared.auth import WorkspaceContext, WriteKeyWorkspace
+from shared.dependencies import Resources, ResourcesDep
 from shared.errors import problem_responses
 
 router = APIRouter(tags=["tracking"])
@@ -60,21 +61,36 @@ def _body(model: type[Any], limit: int) -> dict[str, Any]:
     }
 
 
+def _group_commit(request: Request, resources: Resources) -> GroupCommit:
+    """The app's group commit, made on first use."""
+    state = request.app.state
+    group: GroupCommit | None = getattr(state, "group_commit", None)
+    if group is None:
+        settings = resources.settings
+        group = state.group_commit = GroupCommit(
+            resources.sessionmaker,
+            max_events=settings.ingest_group_max_events,
+            max_running=settings.ingest_group_running,
+        )
+    return group
+
+
 async def _store(
-    session: SessionDep,
-    resources: ResourcesDep,
-    workspace: WriteKeyWorkspace,
+    request: Request,
+    resources: Resources,
+    workspace: WorkspaceContext,
     messages: list[Message],
     parsed: payload.ParsedBatch | None = None,
 ) -> TrackingResult:
-    recorded = await service.record_messages(
-        session,
-        workspace.id,
+    received_at = resources.clock.now()
+    drafts = service.drafts_of(
         messages,
-        timezone=workspace.timezone,
-        received_at=resources.clock.now(),
+        received_at=received_at,
         batch_sent_at=parsed.sent_at if parsed else None,
         batch_context=parsed.context if parsed else None,
+    )
+    recorded = await _group_commit(request, resources).record(
+        workspace.id, workspace.timezone, drafts, received_at
     )
     return TrackingResult(
         accepted=recorded.accepted,
@@ -98,36 +114,30 @@ async def _store(
     responses=ERRORS,
     openapi_extra=_body(BatchRequest, payload.BATCH_LIMIT),
 )
-async def batch(
-    request: Request, workspace: WriteKeyWorkspace, session: SessionDep, resources: ResourcesDep
-) -> TrackingResult:
+async def batch(request: Request, workspace: WriteKeyWorkspace, resources: ResourcesDep) -> TrackingResult:
     parsed = payload.parse_batch(await payload.read_json(request, payload.BATCH_LIMIT))
     if parsed.errors and not parsed.messages:
         payload.raise_invalid(parsed.errors)
-    return await _store(session, resources, workspace, parsed.messages, parsed)
+    return await _store(request, resources, workspace, parsed.messages, parsed)
 
 
 async def _single(
-    model: type[Message],
-    request: Request,
-    workspace: WriteKeyWorkspace,
-    session: SessionDep,
-    resources: ResourcesDep,
+    model: type[Message], request: Request, workspace: WorkspaceContext, resources: Resources
 ) -> TrackingResult:
     body = await payload.read_json(request, payload.MESSAGE_LIMIT)
     message = payload.validate_message(body, model, ("body",))
     if isinstance(message, list):
         payload.raise_invalid(message)
-    return await _store(session, resources, workspace, [message])
+    return await _store(request, resources, workspace, [message])
 
 
 def _single_route(path: str, model: type[Message], summary: str) -> None:
     kind = model.model_fields["type"].default
 
     async def route(
-        request: Request, workspace: WriteKeyWorkspace, session: SessionDep, resources: ResourcesDep
+        request: Request, workspace: WriteKeyWorkspace, resources: ResourcesDep
     ) -> TrackingResult:
-        return await _single(model, request, workspace, session, resources)
+        return await _single(model, request, workspace, resources)
 
     router.add_api_route(
         path,

@@ -149,6 +149,17 @@ def _event(draft: Draft, profile_id: uuid.UUID) -> NewEvent:
     )
 
 
+def drafts_of(
+    messages: Sequence[Message],
+    *,
+    received_at: datetime,
+    batch_sent_at: datetime | None = None,
+    batch_context: dict[str, Any] | None = None,
+) -> list[Draft]:
+    """One request's valid messages made ready to store (its clock skew, its batch context)."""
+    return [_draft(m, received_at, batch_sent_at, batch_context or {}) for m in messages]
+
+
 async def record_messages(
     session: AsyncSession,
     workspace_id: uuid.UUID,
@@ -164,7 +175,27 @@ async def record_messages(
 
     A messageId seen before (in this batch or any earlier call) is accepted and ignored.
     """
-    drafts = _unique([_draft(m, received_at, batch_sent_at, batch_context or {}) for m in messages])
+    drafts = drafts_of(
+        messages, received_at=received_at, batch_sent_at=batch_sent_at, batch_context=batch_context
+    )
+    [recorded] = await record_drafts(
+        session, workspace_id, [drafts], timezone=timezone, received_at=received_at
+    )
+    return recorded
+
+
+async def record_drafts(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    parts: Sequence[Sequence[Draft]],
+    *,
+    timezone: str,
+    received_at: datetime,
+) -> list[Recorded]:
+    """Store the drafts of several requests of one workspace in this transaction, as one batch
+    (services/ingest/group_commit.py gathers them); returns what each part counted. A messageId
+    repeated across parts counts for the first part that carries it."""
+    drafts = _unique([d for part in parts for d in part])
     # Lock every id the batch names before claiming messageIds: requests sharing a shopper (and so
     # any retried message) then run one after the other, and nothing waits in a cycle.
     all_keys = sorted({key for d in drafts for key in _keys(_ids(d.message))})
@@ -186,7 +217,5 @@ async def record_messages(
     await aggregates.apply(session, workspace_id, timezone, unmerged, given)
     # then the copies segments read, from the traits and consents just written
     await flags.refresh(session, workspace_id, {*plan.traits, *(c.profile_id for c in given), *merged})
-    return Recorded(
-        accepted=len(messages),
-        duplicates=len(messages) - len(fresh),
-    )
+    stored = {id(d) for d in fresh}
+    return [Recorded(accepted=len(part), duplicates=sum(id(d) not in stored for d in part)) for part in parts]

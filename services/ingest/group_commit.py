@@ -1,0 +1,120 @@
+"""Group commit: the tracking requests of one workspace that arrive while its batch is being stored
+are stored together, in the next transaction.
+
+A transaction costs a fixed amount whatever its size (a dozen statements, each a round trip and a
+wake-up of a Postgres backend, and a commit), and on a busy process that cost is most of a
+100-event batch's. Nothing waits on purpose: a request that finds nothing running starts at once;
+under load, requests gather behind the running transactions and the next one takes them all (up to
+`max_events`). Each request returns only when the transaction holding its messages has committed,
+so a 2xx still means committed.
+
+If a transaction of several requests fails, each is stored again on its own: a request that cannot
+go through fails alone, and the others' messages are kept. Storing again is safe: a messageId
+already stored is a duplicate, and a failed transaction stored nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.ingest import service
+from services.ingest.service import Draft, Recorded
+from shared.db import session_scope
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Request:
+    drafts: Sequence[Draft]
+    received_at: datetime
+    done: asyncio.Future[Recorded]
+
+
+@dataclass
+class _Workspace:
+    timezone: str
+    waiting: list[_Request] = field(default_factory=list)
+    running: int = 0
+
+
+@dataclass
+class GroupCommit:
+    sessionmaker: async_sessionmaker[AsyncSession]
+    max_events: int = 2000  # a transaction takes at most this many (a request is never split)
+    max_running: int = 1  # transactions of one workspace at once, per process
+    _workspaces: dict[uuid.UUID, _Workspace] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def record(
+        self, workspace_id: uuid.UUID, timezone: str, drafts: Sequence[Draft], received_at: datetime
+    ) -> Recorded:
+        """Store one request's drafts, with whatever else of this workspace is waiting."""
+        workspace = self._workspaces.setdefault(workspace_id, _Workspace(timezone))
+        done: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
+        workspace.waiting.append(_Request(drafts, received_at, done))
+        self._start(workspace_id, workspace)
+        return await done
+
+    def _start(self, workspace_id: uuid.UUID, workspace: _Workspace) -> None:
+        while workspace.waiting and workspace.running < self.max_running:
+            taken = [workspace.waiting.pop(0)]
+            size = len(taken[0].drafts)
+            while workspace.waiting and size + len(workspace.waiting[0].drafts) <= self.max_events:
+                taken.append(workspace.waiting.pop(0))
+                size += len(taken[-1].drafts)
+            workspace.running += 1
+            task = asyncio.create_task(self._run(workspace_id, workspace, taken))
+            self._tasks.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, workspace_id: uuid.UUID, workspace: _Workspace, taken: list[_Request]) -> None:
+        try:
+            await self._store(workspace_id, workspace.timezone, taken)
+        finally:
+            workspace.running -= 1
+            if not workspace.waiting and not workspace.running:
+                self._workspaces.pop(workspace_id, None)
+            self._start(workspace_id, workspace)
+
+    async def _store(self, workspace_id: uuid.UUID, timezone: str, taken: list[_Request]) -> None:
+        try:
+            results = await self._transaction(workspace_id, timezone, taken)
+        except Exception as exc:
+            if len(taken) == 1:
+                _settle(taken[0].done, exc)
+                return
+            log.warning("group_commit_failed", requests=len(taken), exc_info=True)
+            for request in taken:
+                await self._store(workspace_id, timezone, [request])
+            return
+        for request, recorded in zip(taken, results, strict=True):
+            _settle(request.done, recorded)
+
+    async def _transaction(
+        self, workspace_id: uuid.UUID, timezone: str, taken: list[_Request]
+    ) -> list[Recorded]:
+        async with session_scope(self.sessionmaker) as session:
+            return await service.record_drafts(
+                session,
+                workspace_id,
+                [request.drafts for request in taken],
+                timezone=timezone,
+                received_at=min(request.received_at for request in taken),
+            )
+
+
+def _settle(done: asyncio.Future[Recorded], outcome: Recorded | BaseException) -> None:
+    if done.done():  # the request was cancelled (the client went away); its messages are stored
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)

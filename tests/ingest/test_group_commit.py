@@ -1,0 +1,110 @@
+"""Group commit (services/ingest/group_commit.py): requests that gather while a transaction runs
+are stored together in the next one, each still told its own counts; a failing transaction of
+several requests fails only the request that cannot go through; workspaces never share one."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from services.ingest import service
+from services.ingest.group_commit import GroupCommit
+from services.ingest.schemas import TrackMessage
+from tests.ingest.conftest import events_of
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def _drafts(*message_ids: str, user: str = "member-1") -> list[service.Draft]:
+    messages = [
+        TrackMessage.model_validate(
+            {
+                "type": "track",
+                "userId": user,
+                "event": "Product Viewed",
+                "messageId": message_id,
+                "properties": {"product_id": "P1", "name": "수분크림"},
+            }
+        )
+        for message_id in message_ids
+    ]
+    return service.drafts_of(messages, received_at=NOW)
+
+
+@pytest.fixture
+def transactions(monkeypatch) -> list[list[int]]:
+    """The parts (their sizes) of each transaction group commit runs."""
+    runs: list[list[int]] = []
+    record = service.record_drafts
+
+    async def counted(session, workspace_id, parts, **kwargs):
+        runs.append([len(part) for part in parts])
+        return await record(session, workspace_id, parts, **kwargs)
+
+    monkeypatch.setattr(service, "record_drafts", counted)
+    return runs
+
+
+async def test_requests_that_gather_share_a_transaction(db, shop, transactions):
+    group = GroupCommit(db)
+    store = shop.workspace
+    first, second, third = await asyncio.gather(
+        group.record(store.id, store.timezone, _drafts("a1", "a2"), NOW),
+        group.record(store.id, store.timezone, _drafts("b1", "a1"), NOW),  # a1 again: a duplicate
+        group.record(store.id, store.timezone, _drafts("c1", "c1", "c2"), NOW),  # c1 twice
+    )
+    assert transactions == [[2], [2, 3]]  # the first went at once, the others gathered behind it
+    assert (first.accepted, first.duplicates) == (2, 0)
+    assert (second.accepted, second.duplicates) == (2, 1)
+    assert (third.accepted, third.duplicates) == (3, 1)
+    assert sorted(e.message_id for e in await events_of(db, store.id)) == ["a1", "a2", "b1", "c1", "c2"]
+
+
+async def test_a_failing_request_fails_alone(db, shop, monkeypatch, transactions):
+    record = service.record_drafts
+
+    async def refuse_poison(session, workspace_id, parts, **kwargs):
+        if any(d.message_id == "poison" for part in parts for d in part):
+            raise RuntimeError("cannot store this one")
+        return await record(session, workspace_id, parts, **kwargs)
+
+    monkeypatch.setattr(service, "record_drafts", refuse_poison)
+    group = GroupCommit(db)
+    store = shop.workspace
+    results = await asyncio.gather(
+        group.record(store.id, store.timezone, _drafts("a1"), NOW),
+        group.record(store.id, store.timezone, _drafts("b1"), NOW),
+        group.record(store.id, store.timezone, _drafts("poison"), NOW),
+        group.record(store.id, store.timezone, _drafts("c1"), NOW),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["Recorded", "Recorded", "RuntimeError", "Recorded"]
+    assert sorted(e.message_id for e in await events_of(db, store.id)) == ["a1", "b1", "c1"]
+
+
+async def test_workspaces_never_share_a_transaction(db, make_workspace, transactions):
+    group = GroupCommit(db)
+    one, other = (
+        (await make_workspace("다시 스토어")).workspace,
+        (await make_workspace("다른 스토어")).workspace,
+    )
+    await asyncio.gather(
+        group.record(one.id, one.timezone, _drafts("a1"), NOW),
+        group.record(other.id, other.timezone, _drafts("b1"), NOW),
+        group.record(one.id, one.timezone, _drafts("a2"), NOW),
+        group.record(other.id, other.timezone, _drafts("b2"), NOW),
+    )
+    assert sorted(transactions) == [[1], [1], [1], [1]]  # each workspace: one at once, one gathered
+    assert sorted(e.message_id for e in await events_of(db, one.id)) == ["a1", "a2"]
+    assert sorted(e.message_id for e in await events_of(db, other.id)) == ["b1", "b2"]
+
+
+async def test_a_transaction_takes_at_most_max_events(db, shop, transactions):
+    group = GroupCommit(db, max_events=3)
+    store = shop.workspace
+    await asyncio.gather(
+        *(group.record(store.id, store.timezone, _drafts(f"m{i}a", f"m{i}b"), NOW) for i in range(4))
+    )
+    assert transactions == [[2], [2], [2], [2]]  # two requests would make 4 events
