@@ -327,21 +327,25 @@ def _report(label: str, rate: float, latencies: list[float], errors: int) -> Non
     )
 
 
-async def _measured_processes(database_url: str, app_pid: int, publisher_pid: int) -> dict[str, list[int]]:
-    """The processes whose CPU the closed loop is charged: the uvicorn workers, the publisher, and
-    the Postgres backends connected to the bench's database."""
+async def database_backends(database_url: str) -> list[int]:
+    """The Postgres backends connected to the bench's database (their process ids)."""
     conn = await _connect(database_url)
     try:
         rows = await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-        backends = [row[0] for row in rows]
+        return [row[0] for row in rows]
     finally:
         await conn.close()
+
+
+async def _measured_processes(database_url: str, app_pid: int, publisher_pid: int) -> dict[str, list[int]]:
+    """The processes whose CPU the closed loop is charged: the uvicorn workers, the publisher, and
+    the Postgres backends connected to the bench's database."""
     return {
         "uvicorn workers": [app_pid, *children(app_pid)],
         "publisher": [publisher_pid],
-        "postgres backends": backends,
+        "postgres backends": await database_backends(database_url),
     }
 
 

@@ -4,8 +4,8 @@
 
 The ingest app runs under httpx's ASGI transport in this process, 4 requests in flight, with the
 same batches as `infra.bench.ingest` (100 events each) against a fresh database. It prints the
-process's CPU time per event (parsing, validation, the statements' client side; Postgres's work is
-in its own processes and not counted). Steadier than the end-to-end rates on a shared machine: use
+process's CPU time per event (parsing, validation, the statements' client side) and, apart, that of
+the Postgres backends serving it. Steadier than the end-to-end rates on a shared machine: use
 it to compare two versions of the request path, alternating runs. Profile it with
 `py-spy record -f raw -- .venv/bin/python -m infra.bench.ingest_path`.
 """
@@ -22,7 +22,8 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from infra import migrate, stack
-from infra.bench.ingest import BATCH, _admin, _new_workspace, make_batches
+from infra.bench.ingest import BATCH, _admin, _new_workspace, database_backends, make_batches
+from infra.bench.measure import cpu_seconds
 from services.ingest.main import create_app
 from shared.settings import Settings
 
@@ -39,6 +40,10 @@ async def _send_all(client: httpx.AsyncClient, batches: list[bytes]) -> None:
             response.raise_for_status()
 
     await asyncio.gather(*(sender() for _ in range(IN_FLIGHT)))
+
+
+async def _backends_cpu(database_url: str) -> dict[int, float]:
+    return {pid: cpu_seconds(pid) or 0.0 for pid in await database_backends(database_url)}
 
 
 async def measure(batch_count: int, server_url: str, redis_url: str) -> None:
@@ -60,12 +65,18 @@ async def measure(batch_count: int, server_url: str, redis_url: str) -> None:
             client = httpx.AsyncClient(transport=transport, base_url="http://ingest", headers=headers)
             async with client:
                 await _send_all(client, batches[:WARM_UP])
+                backends = await _backends_cpu(database_url)
                 cpu, wall = time.process_time(), time.perf_counter()
                 await _send_all(client, batches[WARM_UP:])
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                postgres = sum(
+                    seconds - backends.get(pid, 0.0)
+                    for pid, seconds in (await _backends_cpu(database_url)).items()
+                )
         events = batch_count * BATCH
         print(
-            f"request path, one process: {cpu / events * 1e6:,.0f} us CPU per event "
+            f"request path, one process: {cpu / events * 1e6:,.0f} us CPU per event, "
+            f"Postgres backends {postgres / events * 1e6:,.0f} us "
             f"({events:,} events in {wall:.1f} s, {events / wall:,.0f} events/s with {IN_FLIGHT} in flight)"
         )
     finally:
