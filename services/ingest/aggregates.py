@@ -53,7 +53,7 @@ class EventLike(Protocol):
     def occurred_at(self) -> datetime: ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class Fact:
     """What one event means for the aggregates."""
 

@@ -24,7 +24,7 @@ from services.ingest.identity import Key, Plan
 from shared.db import driver_connection
 
 
-@dataclass(frozen=True)
+@dataclass
 class NewEvent:
     id: uuid.UUID
     profile_id: uuid.UUID

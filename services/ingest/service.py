@@ -28,7 +28,7 @@ from services.ingest.schemas import (
 Message = TrackMessage | IdentifyMessage | PageMessage | ScreenMessage | GroupMessage | AliasMessage
 
 
-@dataclass(frozen=True)
+@dataclass
 class Draft:
     """A valid message made ready to store."""
 
