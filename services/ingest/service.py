@@ -37,6 +37,7 @@ class Draft:
     message: Message
     occurred_at: datetime
     context: dict[str, Any]
+    ids: Ids  # the shopper ids it names (identity resolution and locks read them)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def _draft(
         message=message,
         occurred_at=occurred_at(message, received_at, batch_sent_at),
         context={**batch_context, **message.context},
+        ids=_ids(message),
     )
 
 
@@ -123,7 +125,7 @@ def _unique(drafts: Sequence[Draft]) -> list[Draft]:
 async def _resolve_profiles(
     session: AsyncSession, workspace_id: uuid.UUID, drafts: Sequence[Draft], now: datetime
 ) -> Plan:
-    ids = [_ids(d.message) for d in drafts]
+    ids = [d.ids for d in drafts]
     keys = sorted({key for i in ids for key in _keys(i)})  # locked by the caller
     known = await repository.find_identities(session, workspace_id, keys)
     resolver = Resolver(
@@ -198,7 +200,7 @@ async def record_drafts(
     drafts = _unique([d for part in parts for d in part])
     # Lock every id the batch names before claiming messageIds: requests sharing a shopper (and so
     # any retried message) then run one after the other, and nothing waits in a cycle.
-    all_keys = sorted({key for d in drafts for key in _keys(_ids(d.message))})
+    all_keys = sorted({key for d in drafts for key in _keys(d.ids)})
     await repository.use_generic_plans(session)
     await repository.lock_identities(session, workspace_id, all_keys)
     fresh_ids = await repository.claim_message_ids(
