@@ -37,7 +37,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from infra import migrate, stack
-from infra.bench.measure import children, cpu_seconds, machine_busy_seconds
+from infra.bench.measure import children, cpu_by_pid, cpu_used, machine_busy_seconds
 from shared.db import create_engine, create_sessionmaker, session_scope
 from shared.settings import PROJECT_ROOT, Settings
 from shared.workspaces import create_workspace
@@ -350,7 +350,7 @@ async def _measured_processes(database_url: str, app_pid: int, publisher_pid: in
 
 
 def _cpu_by_pid(measured: dict[str, list[int]]) -> dict[str, dict[int, float]]:
-    return {name: {pid: cpu_seconds(pid) or 0.0 for pid in pids} for name, pids in measured.items()}
+    return {name: cpu_by_pid(pids) for name, pids in measured.items()}
 
 
 def _report_cpu(
@@ -360,7 +360,7 @@ def _report_cpu(
     during the loop counts in full), and of the whole machine (the load generator, Redis, the kernel)."""
     parts = []
     for name, cpu in after.items():
-        used = sum(seconds - before[name].get(pid, 0.0) for pid, seconds in cpu.items())
+        used = cpu_used(before[name], cpu)
         parts.append(f"{name} {used / events * 1e6:,.0f} us")
     parts.append(f"whole machine {machine / events * 1e6:,.0f} us")
     print(f"{'  CPU per event':<34} " + ", ".join(parts))

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from infra import migrate, stack
 from infra.bench.ingest import BATCH, _admin, _new_workspace, database_backends, make_batches
-from infra.bench.measure import cpu_seconds
+from infra.bench.measure import cpu_by_pid, cpu_used
 from services.ingest.main import create_app
 from shared.settings import Settings
 
@@ -40,10 +40,6 @@ async def _send_all(client: httpx.AsyncClient, batches: list[bytes]) -> None:
             response.raise_for_status()
 
     await asyncio.gather(*(sender() for _ in range(IN_FLIGHT)))
-
-
-async def _backends_cpu(database_url: str) -> dict[int, float]:
-    return {pid: cpu_seconds(pid) or 0.0 for pid in await database_backends(database_url)}
 
 
 async def measure(batch_count: int, server_url: str, redis_url: str) -> None:
@@ -65,14 +61,11 @@ async def measure(batch_count: int, server_url: str, redis_url: str) -> None:
             client = httpx.AsyncClient(transport=transport, base_url="http://ingest", headers=headers)
             async with client:
                 await _send_all(client, batches[:WARM_UP])
-                backends = await _backends_cpu(database_url)
+                backends = cpu_by_pid(await database_backends(database_url))
                 cpu, wall = time.process_time(), time.perf_counter()
                 await _send_all(client, batches[WARM_UP:])
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-                postgres = sum(
-                    seconds - backends.get(pid, 0.0)
-                    for pid, seconds in (await _backends_cpu(database_url)).items()
-                )
+                postgres = cpu_used(backends, cpu_by_pid(await database_backends(database_url)))
         events = batch_count * BATCH
         print(
             f"request path, one process: {cpu / events * 1e6:,.0f} us CPU per event, "

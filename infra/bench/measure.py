@@ -27,12 +27,19 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def total_cpu(pids: Iterable[int]) -> float:
-    return sum(cpu for pid in pids if (cpu := cpu_seconds(pid)) is not None)
-
-
 def machine_busy_seconds() -> float:
     """CPU time spent by the whole machine (every core, every process, the kernel), not idle."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle, iowait = fields[3], fields[4]
     return (sum(fields[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_pid(pids: Iterable[int]) -> dict[int, float]:
+    """CPU seconds so far of each process (0 where it cannot be read)."""
+    return {pid: cpu_seconds(pid) or 0.0 for pid in pids}
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the processes alive at `after` used since `before`; one that started in between
+    counts in full."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
