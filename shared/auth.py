@@ -27,7 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicC
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import session_scope
-from shared.dependencies import SessionDep, get_resources
+from shared.dependencies import SessionDep, resources_of
 from shared.errors import Unauthorized
 from shared.workspaces import KeyKind, find_workspace_by_key
 
@@ -136,7 +136,7 @@ async def require_write_key(
     if workspace is not None:
         structlog.contextvars.bind_contextvars(workspace_id=str(workspace.id))
         return workspace
-    async with session_scope(get_resources(request).sessionmaker) as session:
+    async with session_scope(resources_of(request).sessionmaker) as session:
         workspace = await _resolve(session, raw_key, KeyKind.write)
     if workspace is None:
         raise Unauthorized("This key is not a valid write key", scheme="Basic")

@@ -24,24 +24,30 @@ class Resources:
     clock: Clock
 
 
-def get_resources(request: Request) -> Resources:
+def resources_of(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
+
+
+# The dependencies are `async def` though they never wait: FastAPI runs a plain `def` dependency in
+# its thread pool, a hand-off to a thread and back for each request (~0.1 ms).
+async def get_resources(request: Request) -> Resources:
+    return resources_of(request)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work. Used with scope="function", so the commit happens before the
     response is sent: a 2xx means committed, and a failed commit is an error response."""
-    async with session_scope(get_resources(request).sessionmaker) as session:
+    async with session_scope(resources_of(request).sessionmaker) as session:
         yield session
 
 
-def get_redis(request: Request) -> ArqRedis:
-    return get_resources(request).redis
+async def get_redis(request: Request) -> ArqRedis:
+    return resources_of(request).redis
 
 
-def get_clock(request: Request) -> Clock:
-    return get_resources(request).clock
+async def get_clock(request: Request) -> Clock:
+    return resources_of(request).clock
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

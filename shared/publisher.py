@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from itertools import chain
 
 import hiredis
 from arq.connections import ArqRedis
@@ -20,7 +21,7 @@ async def publish(redis: ArqRedis, stream: str, messages: Sequence[Contract]) ->
 
 
 def _xadd(stream: str, fields: Mapping[str, str | bytes]) -> bytes:
-    command = ("XADD", stream, "*", *(part for item in fields.items() for part in item))
+    command = ("XADD", stream, "*", *chain.from_iterable(fields.items()))
     return hiredis.pack_command(command)  # type: ignore[arg-type]  # its stub allows a 1-tuple only
 
 

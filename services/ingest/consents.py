@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from services.ingest.facts import aware_timestamp
+
 TOPICS = ("sms", "kakao", "push", "email", "night")
 _YES = {"true", "y", "yes", "1", "동의", "예", "수신", "on"}
 _NO = {"false", "n", "no", "0", "거부", "아니오", "아니요", "미동의", "수신거부", "off"}
@@ -53,16 +55,6 @@ def parse_granted(value: Any) -> bool | None:
     return None
 
 
-def _aware(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None
-
-
 def consents_of(event: IdentifyLike) -> list[Consent]:
     if event.type != "identify":
         return []
@@ -70,13 +62,13 @@ def consents_of(event: IdentifyLike) -> list[Consent]:
     nested = traits.get("consents")
     if not isinstance(nested, dict):
         nested = {}
-    default_at = _aware(traits.get("consents_at")) or event.occurred_at
+    default_at = aware_timestamp(traits.get("consents_at")) or event.occurred_at
     found = []
     for topic in TOPICS:
         value = nested.get(topic, traits.get(f"{topic}_consent"))
         at = default_at
         if isinstance(value, dict):
-            at = _aware(value.get("at")) or default_at
+            at = aware_timestamp(value.get("at")) or default_at
             value = value.get("granted")
         granted = parse_granted(value)
         if granted is not None:

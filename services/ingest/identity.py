@@ -27,7 +27,7 @@ ANONYMOUS_ID = "anonymous_id"
 Key = tuple[str, str]  # (kind, value)
 
 
-@dataclass(frozen=True)
+@dataclass  # one per message: a frozen dataclass sets each field through object.__setattr__ (~1.3 us)
 class Ids:
     """The ids one message carries."""
 

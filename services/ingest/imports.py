@@ -391,7 +391,7 @@ async def record_members(
     timezone: str,
     received_at: datetime,
 ) -> ImportResult:
-    """Record the good rows, CHUNK_ROWS per transaction (the ingest worker publishes their outbox rows).
+    """Record the good rows, CHUNK_ROWS per transaction (the ingest worker publishes their events).
 
     One transaction per chunk, not per file: identity locks are taken per user id and held until
     commit, and a whole export's worth of them (tens of thousands) exhausts PostgreSQL's lock table

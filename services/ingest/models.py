@@ -13,8 +13,21 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Numeric, String, false, func, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Uuid,
+    false,
+    func,
+    text,
+)
+from sqlalchemy import Identity as GeneratedAlways  # `Identity` here is a shopper's id
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import PLATFORM_SCHEMA, Base
@@ -109,19 +122,22 @@ class ReceivedMessage(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class OutboxEvent(Base):
-    """An event committed but not yet on the `dasi:events` stream; the row is deleted once XADD succeeded."""
+class OutboxBatch(Base):
+    """The events one transaction stored, not yet on the `dasi:events` stream, as arrays in the same
+    order: what the stream says of each (services/ingest/relay.py). The row is deleted once XADD
+    succeeded. `event_times` are the events' `occurred_at` (migration 0012)."""
 
     __tablename__ = "event_outbox"
     __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
 
-    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, GeneratedAlways(always=True), primary_key=True)
     workspace_id: Mapped[uuid.UUID]
-    profile_id: Mapped[uuid.UUID]
-    type: Mapped[str] = mapped_column(String(16))
-    name: Mapped[str | None] = mapped_column(String(255))
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    event_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    event_times: Mapped[list[datetime]] = mapped_column(ARRAY(DateTime(timezone=True)))
+    profile_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))  # when stored: merges come after
+    types: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
+    names: Mapped[list[str | None]] = mapped_column(ARRAY(String(255)))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ProfileAggregates(Base):

@@ -1,15 +1,18 @@
 """The event outbox and its publisher.
 
-Every stored event gets an outbox row in the transaction that stores it; requests (and imports)
-only write those rows. The ingest worker publishes them: `relay_outbox` runs every second (cron)
-and, for about a second, drains the outbox and sleeps RELAY_IDLE_SLEEP between empty passes, so an
-event typically reaches the stream some 50-100 ms after its commit.
+Every transaction that stores events writes one outbox row holding what the stream says of each
+(id, time, profile, type, name); requests (and imports) only write those rows. The ingest worker
+publishes them: `relay_outbox` runs every second (cron) and, for about a second, drains the outbox
+and sleeps RELAY_IDLE_SLEEP between empty passes, so an event typically reaches the stream some
+50-100 ms after its commit.
 
-A chunk is published by `publish_outbox_chunk`, in one transaction: take up to RELAY_CHUNK rows (one
-DELETE of the oldest, `FOR UPDATE SKIP LOCKED`, so publishers in several workers never take the same
-rows), then XADD them in one round trip; the transaction commits only after XADD succeeded. Redis
-down: the transaction rolls back and the rows stay for the next pass. A crash between XADD and the commit
-publishes those events again: delivery is at least once, never lost; consumers dedupe by event_id.
+A chunk is published by `publish_outbox_chunk`, in one transaction: take up to RELAY_CHUNK outbox
+rows (one DELETE of the oldest, `FOR UPDATE SKIP LOCKED`, so publishers in several workers never
+take the same rows), give the events of profiles merged away since then the profile they have now,
+then XADD the events in one round trip;
+the transaction commits only after XADD succeeded. Redis down: the transaction rolls back and the
+rows stay for the next pass. A crash between XADD and the commit publishes those events again:
+delivery is at least once, never lost; consumers dedupe by event_id.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from shared.contracts import EventRecorded
 from shared.db import session_scope
 from shared.publisher import publish_fields
 
-RELAY_CHUNK = 5000  # rows taken, and XADDs sent, at once
+RELAY_CHUNK = 20  # outbox rows (stored transactions, up to a few thousand events each) taken at once
 RELAY_IDLE_SLEEP = 0.05  # seconds between passes that found the outbox empty
 RELAY_LOOP_SECONDS = 0.95  # how long one run of the job keeps draining; the cron starts one a second
 
@@ -50,15 +53,14 @@ def _stream_fields(row: repository.OutboxRow) -> dict[str, str | bytes]:
         "name": name if kind in _NAMED_TYPES else None,
         "occurred_at": occurred_at,
     }
-    # default=str: the uuids are asyncpg's own type, which orjson does not know
-    return {"kind": EventRecorded.kind, "v": _EVENT_VERSION, "body": orjson.dumps(body, default=str)}
+    return {"kind": EventRecorded.kind, "v": _EVENT_VERSION, "body": orjson.dumps(body)}
 
 
 async def publish_outbox_chunk(
     session: AsyncSession, redis: ArqRedis, stream: str, limit: int = RELAY_CHUNK
 ) -> int:
-    """Take up to `limit` outbox rows and XADD them; returns how many. Raises (so the caller's
-    transaction rolls back and the rows stay) when Redis is unreachable."""
+    """Take up to `limit` outbox rows and XADD their events; returns how many events. Raises (so the
+    caller's transaction rolls back and the rows stay) when Redis is unreachable."""
     rows: Sequence[repository.OutboxRow] = await repository.take_outbox(session, limit)
     if rows:
         await publish_fields(redis, stream, [_stream_fields(row) for row in rows])
@@ -66,14 +68,15 @@ async def publish_outbox_chunk(
 
 
 async def drain_outbox(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, stream: str) -> int:
-    """Publish every outbox row there is (chunk by chunk, one transaction each); returns how many."""
+    """Publish every outbox row there is (chunk by chunk, one transaction each); returns how many
+    events."""
     total = 0
     while True:
         async with session_scope(sessionmaker) as session:
             count = await publish_outbox_chunk(session, redis, stream)
-        total += count
-        if count < RELAY_CHUNK:
+        if not count:
             return total
+        total += count
 
 
 async def relay_outbox(ctx: dict[str, Any], *, for_seconds: float = RELAY_LOOP_SECONDS) -> int:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.identity import Key, Plan
@@ -51,14 +51,23 @@ def _json(value: dict[str, Any]) -> str:
 # -- plans ---------------------------------------------------------------------------------------
 
 
-async def use_generic_plans(session: AsyncSession) -> None:
-    """For the rest of the transaction, run prepared statements on their one cached plan. Postgres
-    otherwise re-plans these long statements on every call (a custom plan for each batch's values):
-    over a quarter of its CPU per batch went to the planner. The statements are written to need no
-    values to plan well (they reach rows by key), and tests/ingest/test_batch_reads.py holds them to
-    it under this same setting."""
+# Generic plans: Postgres otherwise re-plans these long statements on every call (a custom plan for
+# each batch's values): over a quarter of its CPU per batch went to the planner. No seq scans: every
+# statement reaches its rows by key, but a plan is made from the statistics of its day, and those
+# lag a growing table (a new database's first minute, before autovacuum's first ANALYZE: plans made
+# on the empty tables scanned cart_items on every batch while it grew to thousands of rows).
+_PLAN_BY_KEY = """
+    SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+           set_config('enable_seqscan', 'off', true)
+"""
+
+
+async def plan_by_key(session: AsyncSession) -> None:
+    """For the rest of the transaction, run prepared statements on their one cached plan, made to
+    reach rows through indexes whatever the statistics say. tests/ingest/test_batch_reads.py holds
+    every statement of a batch to it."""
     connection = await driver_connection(session)
-    await connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    await connection.execute(_PLAN_BY_KEY)
 
 
 # -- dedupe --------------------------------------------------------------------------------------
@@ -190,52 +199,74 @@ async def _write_identities(
     )
 
 
-# A merge moves the source profile's identities, events, unpublished outbox rows and traits to the
-# target (the target's traits win), then deletes the source. Several sources merging into one target
-# in the same batch is rare; the traits of only one of them are carried over then.
-_MOVE_ROWS = """
-    UPDATE ingest.{table} AS t SET profile_id = m.target
-    FROM unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[])) AS m(source, target)
-    WHERE t.workspace_id = :workspace_id AND t.profile_id = m.source
-      AND t.profile_id = ANY(CAST(:sources AS uuid[]))
+# A merge moves the source profile's identities, events and traits to the target (the target's traits
+# win), then deletes the source. Outbox rows stay as they are: the publisher finds the profiles gone
+# and reads their events' profile back (`take_outbox`). Several sources merging into one target in
+# the same batch is rare; the traits of only one of them are carried over then.
+#
+# Each statement starts from `merged`: the (source, target) pairs whose two profiles are this
+# workspace's, each checked by its primary key. The rows to move are then reached through their
+# profile alone. A workspace condition beside the profile's would let the planner search by the
+# workspace, and with statistics that lag a growing workspace (3,000 profiles looked like 6 rows to
+# it) it did: it read the whole workspace per merge, and, joining two such reads, its square.
+# The events are the exception: their only profile index leads with the workspace; they are searched
+# one source at a time, where that index is the planner's best path.
+_MERGED = """
+    WITH merged AS MATERIALIZED (
+        SELECT m.source, m.target
+        FROM unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[])) AS m(source, target)
+        WHERE (SELECT workspace_id FROM ingest.profiles WHERE id = m.source) = :workspace_id
+          AND (SELECT workspace_id FROM ingest.profiles WHERE id = m.target) = :workspace_id
+    )
 """
-# The outbox has no index on profile_id (one more index on every event's row); its rows of the
-# sources are found through the sources' events, by key, before those move. It is small while
-# Redis is up, and can hold millions after an outage: never scanned for a merge.
-_MOVE_OUTBOX = text(
-    _MOVE_ROWS.format(table="event_outbox")  # noqa: S608 - a constant table name
-    + """
-      AND t.event_id = ANY(ARRAY(
-          SELECT e.id FROM ingest.events AS e
-          WHERE e.workspace_id = :workspace_id AND e.profile_id = ANY(CAST(:sources AS uuid[]))))
-"""
-)
+
+
+def _after_merged(statement: str) -> TextClause:
+    return text(_MERGED + statement)
+
+
 _MERGE_STATEMENTS = [
-    text(_MOVE_ROWS.format(table="identities")),
-    _MOVE_OUTBOX,
-    text(_MOVE_ROWS.format(table="events")),
-    text("""
+    _after_merged(
+        """
+        UPDATE ingest.identities AS t SET profile_id = merged.target
+        FROM merged WHERE t.profile_id = merged.source
+    """
+    ),
+    _after_merged(
+        """
+        UPDATE ingest.events AS t SET profile_id = moved.target
+        FROM (
+            SELECT e.id, e.occurred_at, merged.target
+            FROM merged CROSS JOIN LATERAL (
+                SELECT id, occurred_at FROM ingest.events
+                WHERE workspace_id = :workspace_id AND profile_id = merged.source
+                OFFSET 0  -- searched per source, never joined to a read of the workspace
+            ) AS e
+        ) AS moved
+        WHERE t.id = moved.id AND t.occurred_at = moved.occurred_at
+    """
+    ),
+    _after_merged(
+        """
         UPDATE ingest.profiles AS t SET traits = s.traits || t.traits, updated_at = :now
-        FROM unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[])) AS m(source, target)
-        JOIN ingest.profiles AS s ON s.id = m.source AND s.workspace_id = :workspace_id
-        WHERE t.workspace_id = :workspace_id AND t.id = m.target AND t.id = ANY(CAST(:targets AS uuid[]))
-    """),
+        FROM merged JOIN ingest.profiles AS s ON s.id = merged.source
+        WHERE t.id = merged.target
+    """
+    ),
     # the merged profile keeps the latest word on each consent topic of either profile
-    text("""
+    _after_merged(
+        """
         INSERT INTO ingest.consents AS c (profile_id, topic, workspace_id, granted, given_at, updated_at)
-        SELECT DISTINCT ON (m.target, s.topic) m.target, s.topic, s.workspace_id, s.granted, s.given_at, :now
-        FROM unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[])) AS m(source, target)
-        JOIN ingest.consents AS s ON s.profile_id = m.source AND s.workspace_id = :workspace_id
-        ORDER BY m.target, s.topic, s.given_at DESC
+        SELECT DISTINCT ON (merged.target, s.topic)
+               merged.target, s.topic, s.workspace_id, s.granted, s.given_at, :now
+        FROM merged JOIN ingest.consents AS s ON s.profile_id = merged.source
+        ORDER BY merged.target, s.topic, s.given_at DESC
         ON CONFLICT (profile_id, topic) DO UPDATE
         SET granted = excluded.granted, given_at = excluded.given_at, updated_at = excluded.updated_at
         WHERE excluded.given_at >= c.given_at
-    """),
-    text("""
-        DELETE FROM ingest.profiles AS p
-        USING unnest(CAST(:sources AS uuid[])) AS m(source)
-        WHERE p.workspace_id = :workspace_id AND p.id = m.source AND p.id = ANY(CAST(:sources AS uuid[]))
-    """),
+    """
+    ),
+    _after_merged("DELETE FROM ingest.profiles AS p USING merged WHERE p.id = merged.source"),
 ]
 
 # An upsert, so each profile is reached through its key; every profile named exists (found or made
@@ -269,10 +300,12 @@ async def apply_plan(session: AsyncSession, workspace_id: uuid.UUID, plan: Plan,
 
 # The events come as ONE JSON text ($3, the `NewEvent`s written by orjson in C): Postgres parses it
 # in C, where arrays of text would cost asyncpg a check and an encode per element, and a per-event
-# orjson call for the properties and the context.
+# orjson call for the properties and the context. Read as jsonb, the properties and the context are
+# parsed once: `json_to_recordset` parsed each again into jsonb, and made a hash table per row
+# (~6 us an event more).
 _INSERT_EVENTS = """
     WITH input AS (
-        SELECT * FROM json_to_recordset($3::json) AS e(
+        SELECT * FROM jsonb_to_recordset($3::jsonb) AS e(
             id uuid, profile_id uuid, message_id text, type text, name text, properties jsonb,
             context jsonb, occurred_at timestamptz)
     ), events AS (
@@ -283,45 +316,86 @@ _INSERT_EVENTS = """
                $2::timestamptz
         FROM input
     )
-    INSERT INTO ingest.event_outbox (event_id, workspace_id, profile_id, type, name, occurred_at, created_at)
-    SELECT id, $1::uuid, profile_id, type, name, occurred_at, $2::timestamptz
-    FROM input
+    INSERT INTO ingest.event_outbox
+        (workspace_id, event_ids, event_times, profile_ids, types, names, created_at)
+    SELECT $1::uuid, array_agg(id), array_agg(occurred_at), array_agg(profile_id), array_agg(type),
+           array_agg(name), $2::timestamptz
+    FROM input  -- the aggregates of one group read the rows in one order: the arrays line up
 """
 
 
 async def insert_events(
     session: AsyncSession, workspace_id: uuid.UUID, events: Sequence[NewEvent], received_at: datetime
 ) -> None:
-    """The events and their outbox rows, in one statement (so in the same transaction)."""
+    """The events and their outbox row (one for them all), in one statement (so in the same
+    transaction)."""
     if not events:
         return
     connection = await driver_connection(session)
     await connection.execute(_INSERT_EVENTS, workspace_id, received_at, json_text(events))
 
 
-# (workspace_id, event_id, profile_id, type, name, occurred_at)
-OutboxRow = tuple[uuid.UUID, uuid.UUID, uuid.UUID, str, str | None, datetime]
+# (workspace_id, event_id, profile_id, type, name, occurred_at), the ids as text: the publisher
+# writes them into JSON (orjson knows no asyncpg uuid, and would call back into Python for each)
+OutboxRow = tuple[str, str, str, str, str | None, datetime]
 
-# Claimed and deleted in one statement: the caller publishes the rows before it commits, so a failed
-# publish rolls the delete back and the rows stay. Oldest first, as they were stored.
+# The oldest outbox rows, claimed and deleted in one statement: the caller publishes their events
+# before it commits, so a failed publish rolls the delete back and the rows stay.
 _TAKE_OUTBOX = """
     WITH taken AS (
         DELETE FROM ingest.event_outbox AS o
-        USING (
-            SELECT workspace_id, event_id FROM ingest.event_outbox
-            ORDER BY created_at
-            LIMIT $1
-            FOR UPDATE SKIP LOCKED
-        ) AS claimed
-        WHERE o.workspace_id = claimed.workspace_id AND o.event_id = claimed.event_id
-        RETURNING o.workspace_id, o.event_id, o.profile_id, o.type, o.name, o.occurred_at, o.created_at
+        WHERE o.id = ANY(ARRAY(
+            SELECT id FROM ingest.event_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))
+        RETURNING o.*
     )
-    SELECT workspace_id, event_id, profile_id, type, name, occurred_at FROM taken ORDER BY created_at
+    SELECT t.workspace_id::text, u.event_id::text, u.profile_id::text, u.type, u.name, u.occurred_at
+    FROM taken AS t
+    CROSS JOIN LATERAL unnest(t.event_ids, t.profile_ids, t.types, t.names, t.event_times)
+        WITH ORDINALITY AS u(event_id, profile_id, type, name, occurred_at, n)
+    ORDER BY t.id, u.n
+"""
+
+# A profile merged into another since its events were stored is gone: those events are read back,
+# each by its primary key, for the profile they have now. One key probe per profile of the chunk.
+_GONE_PROFILES = """
+    SELECT g.id::text FROM unnest($1::uuid[], $2::uuid[]) AS g(workspace_id, id)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM ingest.profiles AS p WHERE p.id = g.id AND p.workspace_id = g.workspace_id)
+"""
+_PROFILES_NOW = """
+    SELECT e.id::text, e.profile_id::text
+    FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS k(workspace_id, id, occurred_at)
+    CROSS JOIN LATERAL (
+        SELECT id, profile_id FROM ingest.events
+        WHERE id = k.id AND occurred_at = k.occurred_at AND workspace_id = k.workspace_id
+        LIMIT 1
+    ) AS e
 """
 
 
 async def take_outbox(session: AsyncSession, limit: int) -> list[OutboxRow]:
-    """The oldest outbox rows of every workspace, deleted in this transaction (so back if it rolls
-    back); rows another publisher holds are skipped, so publishers can run side by side."""
+    """The events of the `limit` oldest outbox rows of every workspace, oldest first, each with the
+    profile it has now; the rows are deleted in this transaction (so back if it rolls back). Rows
+    another publisher holds are skipped, so publishers can run side by side."""
+    await plan_by_key(session)
     connection = await driver_connection(session)
-    return [tuple(row) for row in await connection.fetch(_TAKE_OUTBOX, limit)]
+    rows: list[OutboxRow] = [tuple(row) for row in await connection.fetch(_TAKE_OUTBOX, limit)]
+    if not rows:
+        return rows
+    profiles = list({(row[0], row[2]) for row in rows})  # (workspace_id, profile_id)
+    gone_args = ([w for w, _ in profiles], [p for _, p in profiles])
+    gone = {row[0] for row in await connection.fetch(_GONE_PROFILES, *gone_args)}
+    if not gone:
+        return rows
+    moved = [row for row in rows if row[2] in gone]
+    now = dict(
+        await connection.fetch(
+            _PROFILES_NOW, [r[0] for r in moved], [r[1] for r in moved], [r[5] for r in moved]
+        )
+    )
+    return [_with_profile(row, now[row[1]]) if row[1] in now else row for row in rows]
+
+
+def _with_profile(row: OutboxRow, profile_id: str) -> OutboxRow:
+    workspace_id, event_id, _, kind, name, occurred_at = row
+    return (workspace_id, event_id, profile_id, kind, name, occurred_at)

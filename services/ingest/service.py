@@ -1,5 +1,5 @@
 """Recording tracking messages: dedupe by messageId, clock-skew correction, identity resolution,
-then the events and their outbox rows (published by the ingest worker, services/ingest/relay.py).
+then the events and their outbox row (published by the ingest worker, services/ingest/relay.py).
 Flushes only; the request's session commits."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,26 +50,35 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-def occurred_at(message: SegmentMessage, received_at: datetime, batch_sent_at: datetime | None) -> datetime:
-    """Segment's clock-skew correction: timestamp + (receivedAt - sentAt), both sent by the same
-    (possibly wrong) device clock. Without a timestamp the event happened when it arrived."""
-    if message.timestamp is None:
-        return received_at
-    timestamp = _aware(message.timestamp)
-    sent_at = message.sent_at or batch_sent_at
-    if sent_at is None:
-        return timestamp
-    return timestamp + (received_at - _aware(sent_at))
+@dataclass(frozen=True)
+class _Clock:
+    """When a request arrived, and its batch's clock skew (receivedAt - sentAt, worked out once)."""
+
+    received_at: datetime
+    batch_skew: timedelta | None
+
+    @classmethod
+    def of(cls, received_at: datetime, batch_sent_at: datetime | None) -> _Clock:
+        skew = received_at - _aware(batch_sent_at) if batch_sent_at is not None else None
+        return cls(received_at, skew)
+
+    def occurred_at(self, message: SegmentMessage) -> datetime:
+        """Segment's clock-skew correction: timestamp + (receivedAt - sentAt), both sent by the same
+        (possibly wrong) device clock. Without a timestamp the event happened when it arrived."""
+        if message.timestamp is None:
+            return self.received_at
+        timestamp = _aware(message.timestamp)
+        if message.sent_at is not None:
+            return timestamp + (self.received_at - _aware(message.sent_at))
+        return timestamp + self.batch_skew if self.batch_skew is not None else timestamp
 
 
-def _draft(
-    message: Message, received_at: datetime, batch_sent_at: datetime | None, batch_context: dict[str, Any]
-) -> Draft:
+def _draft(message: Message, clock: _Clock, batch_context: dict[str, Any]) -> Draft:
     return Draft(
         event_id=uuid.uuid4(),
         message_id=message.message_id or str(uuid.uuid4()),
         message=message,
-        occurred_at=occurred_at(message, received_at, batch_sent_at),
+        occurred_at=clock.occurred_at(message),
         context={**batch_context, **message.context},
         ids=_ids(message),
     )
@@ -159,7 +168,8 @@ def drafts_of(
     batch_context: dict[str, Any] | None = None,
 ) -> list[Draft]:
     """One request's valid messages made ready to store (its clock skew, its batch context)."""
-    return [_draft(m, received_at, batch_sent_at, batch_context or {}) for m in messages]
+    clock = _Clock.of(received_at, batch_sent_at)
+    return [_draft(m, clock, batch_context or {}) for m in messages]
 
 
 async def record_messages(
@@ -172,7 +182,7 @@ async def record_messages(
     batch_sent_at: datetime | None = None,
     batch_context: dict[str, Any] | None = None,
 ) -> Recorded:
-    """Store valid messages of one workspace, each event with its outbox row (the ingest worker
+    """Store valid messages of one workspace, with their outbox row (the ingest worker
     publishes those); returns how many were accepted and how many were repeats.
 
     A messageId seen before (in this batch or any earlier call) is accepted and ignored.
@@ -201,7 +211,7 @@ async def record_drafts(
     # Lock every id the batch names before claiming messageIds: requests sharing a shopper (and so
     # any retried message) then run one after the other, and nothing waits in a cycle.
     all_keys = sorted({key for d in drafts for key in _keys(d.ids)})
-    await repository.use_generic_plans(session)
+    await repository.plan_by_key(session)
     await repository.lock_identities(session, workspace_id, all_keys)
     fresh_ids = await repository.claim_message_ids(
         session, workspace_id, [(d.message_id, d.event_id) for d in drafts], received_at

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 from sqlalchemy.engine import make_url
 
 from infra import migrate
-from shared.testing.plugin import _create_database, _drop_database, test_servers
+from shared.testing.plugin import _asyncpg_dsn, _create_database, _drop_database, test_servers
 
 
 def test_models_and_migrations_agree(settings):
@@ -25,5 +26,50 @@ def test_downgrade_to_base_and_upgrade_again():
         migrate.downgrade(url, "base")
         migrate.upgrade(url)
         migrate.check(url)
+    finally:
+        asyncio.run(_drop_database(servers.servers.database_url, name))
+
+
+_STORE_EVENTS = """
+    INSERT INTO ingest.events (id, workspace_id, profile_id, message_id, type, name, occurred_at, received_at)
+    VALUES ($1, $4, $5, 'm-1', 'track', 'Product Viewed', '2026-11-20 10:00+09', '2026-11-20 10:00:05+09'),
+           ($2, $4, $5, 'm-2', 'page', '/', '2026-11-20 10:01+09', '2026-11-20 10:01:05+09'),
+           ($3, $4, $5, 'm-3', 'track', 'Order Completed', '2026-11-20 10:02+09', '2026-11-20 10:01:05+09')
+"""
+_OUTBOX_ROW_PER_EVENT = """
+    INSERT INTO ingest.event_outbox (event_id, workspace_id, profile_id, type, name, occurred_at, created_at)
+    SELECT id, workspace_id, profile_id, type, name, occurred_at, received_at FROM ingest.events
+"""
+
+
+async def _fetch(url: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+    connection = await asyncpg.connect(**_asyncpg_dsn(url, make_url(url).database or ""))
+    try:
+        return [tuple(row) for row in await connection.fetch(sql, *args)]
+    finally:
+        await connection.close()
+
+
+def test_unpublished_events_stay_unpublished_across_the_outbox_reshaping():
+    """0012 turns one outbox row per event into one per stored transaction, and back."""
+    servers = test_servers()
+    name = f"dasi_mig_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_create_database(servers.servers.database_url, name))
+    url = make_url(servers.servers.database_url).set(database=name).render_as_string(hide_password=False)
+    first, second, third, workspace, profile = (uuid.uuid4() for _ in range(5))
+    try:
+        migrate.upgrade(url, "0011")
+        asyncio.run(_fetch(url, _STORE_EVENTS, first, second, third, workspace, profile))
+        asyncio.run(_fetch(url, _OUTBOX_ROW_PER_EVENT))
+
+        migrate.upgrade(url, "0012")
+        batches = asyncio.run(_fetch(url, "SELECT event_ids FROM ingest.event_outbox ORDER BY id"))
+        assert [set(ids) for (ids,) in batches] == [{first}, {second, third}]  # stored together
+
+        migrate.downgrade(url, "0011")
+        rows = asyncio.run(_fetch(url, "SELECT event_id, profile_id, name FROM ingest.event_outbox"))
+        assert sorted(rows) == sorted(
+            [(first, profile, "Product Viewed"), (second, profile, "/"), (third, profile, "Order Completed")]
+        )
     finally:
         asyncio.run(_drop_database(servers.servers.database_url, name))

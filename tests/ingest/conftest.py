@@ -14,7 +14,7 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from services.ingest.main import create_app
-from services.ingest.models import Event, Identity, OutboxEvent, Profile
+from services.ingest.models import Event, Identity, OutboxBatch, Profile
 from services.ingest.relay import drain_outbox
 from shared.contracts import EventRecorded, decode
 from shared.db import session_scope
@@ -57,9 +57,10 @@ async def identities_of(db, workspace_id: uuid.UUID) -> dict[tuple[str, str], uu
         return {(i.kind, i.value): i.profile_id for i in rows}
 
 
-async def outbox_rows(db) -> list[OutboxEvent]:
+async def unpublished(db) -> list[uuid.UUID]:
+    """The events stored and not yet published: those the outbox rows name."""
     async with session_scope(db) as session:
-        return list(await session.scalars(select(OutboxEvent)))
+        return [event_id for row in await session.scalars(select(OutboxBatch)) for event_id in row.event_ids]
 
 
 async def stream_events(redis, stream: str = "dasi:events") -> list[EventRecorded]:

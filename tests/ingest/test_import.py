@@ -16,7 +16,7 @@ from services.ingest import imports
 from services.ingest.main import create_app
 from shared.clock import zone
 from shared.testing.fixtures import serve
-from tests.ingest.conftest import events_of, outbox_rows, profiles_of, published, write_key
+from tests.ingest.conftest import events_of, profiles_of, published, unpublished, write_key
 
 KST = timezone(timedelta(hours=9))
 
@@ -84,7 +84,7 @@ async def test_a_utf8_export_becomes_profiles_with_traits_and_consents(manage, d
     assert [e.type for e in events] == ["identify", "identify"]
     assert all(e.message_id.startswith("import-") for e in events)
     assert {m.event_id for m in await published(db, redis)} == {e.id for e in events}
-    assert await outbox_rows(db) == []
+    assert await unpublished(db) == []
 
 
 @pytest.mark.parametrize("encoding", [None, "cp949", "euc-kr"])

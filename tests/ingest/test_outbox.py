@@ -16,7 +16,15 @@ from shared.db import session_scope
 from shared.redis import create_redis
 from shared.testing.fixtures import run_worker_burst, serve
 from shared.worker import worker_settings
-from tests.ingest.conftest import events_of, outbox_rows, stream_events, track, write_key
+from tests.ingest.conftest import (
+    events_of,
+    profiles_of,
+    published,
+    stream_events,
+    track,
+    unpublished,
+    write_key,
+)
 
 STREAM = "dasi:events"
 
@@ -36,7 +44,7 @@ async def test_redis_down_then_back_nothing_is_lost(settings, clock, db, redis, 
     await _ingest_while_redis_is_down(settings, clock, shop, tmp_path)
     events = await events_of(db, shop.workspace.id)
     assert len(events) == 2  # stored though Redis was down
-    assert len(await outbox_rows(db)) == 2 and await stream_events(redis) == []
+    assert len(await unpublished(db)) == 2 and await stream_events(redis) == []
 
     down = create_redis(settings.model_copy(update={"redis_url": f"unix://{tmp_path}/no-such.sock"}))
     try:
@@ -44,13 +52,13 @@ async def test_redis_down_then_back_nothing_is_lost(settings, clock, db, redis, 
             await drain_outbox(db, down, STREAM)
     finally:
         await down.aclose()
-    assert len(await outbox_rows(db)) == 2
+    assert len(await unpublished(db)) == 2
 
     assert await drain_outbox(db, redis, STREAM) == 2  # Redis is back
     announced = await stream_events(redis)
     assert sorted(m.event_id for m in announced) == sorted(e.id for e in events)
     assert {m.name for m in announced} == {"Product Viewed", "Order Completed"}
-    assert await outbox_rows(db) == []
+    assert await unpublished(db) == []
     assert await drain_outbox(db, redis, STREAM) == 0  # nothing published twice
 
 
@@ -63,19 +71,20 @@ async def test_a_job_that_cannot_reach_redis_fails_and_keeps_the_rows(settings, 
             await relay_outbox(ctx)
     finally:
         await down.aclose()
-    assert len(await outbox_rows(db)) == 2
+    assert len(await unpublished(db)) == 2
 
 
 async def test_publishers_side_by_side_skip_each_others_rows(client, db, redis, shop):
-    response = await client.post("/v1/batch", json=_batch("A", "B", "C"))
-    assert response.json()["accepted"] == 3
+    for names in (["A"], ["B", "C"], ["D"]):  # an outbox row each
+        response = await client.post("/v1/batch", json=_batch(*names))
+        assert response.json()["accepted"] == len(names)
 
     async with session_scope(db) as held:  # one publisher holds a chunk of one row, mid-publish
         assert await publish_outbox_chunk(held, redis, STREAM, limit=1) == 1
-        assert await drain_outbox(db, redis, STREAM) == 2  # the other takes only the rest
+        assert await drain_outbox(db, redis, STREAM) == 3  # the other takes only the rest
     announced = await stream_events(redis)
-    assert sorted(m.name for m in announced) == ["A", "B", "C"]  # each once
-    assert await outbox_rows(db) == []
+    assert [m.name for m in announced] == ["A", "B", "C", "D"]  # each once, in the order stored
+    assert await unpublished(db) == []
 
 
 async def test_the_job_publishes_what_arrives_while_it_runs(settings, clock, client, db, redis, shop):
@@ -90,7 +99,7 @@ async def test_the_job_publishes_what_arrives_while_it_runs(settings, clock, cli
         await asyncio.sleep(0.02)
     assert [m.name for m in await stream_events(redis)] == ["Product Viewed"]
     assert await job == 1
-    assert await outbox_rows(db) == []
+    assert await unpublished(db) == []
 
 
 async def test_the_publisher_runs_in_a_real_worker(settings, clock, db, redis, shop, tmp_path):
@@ -104,7 +113,7 @@ async def test_the_publisher_runs_in_a_real_worker(settings, clock, db, redis, s
 
     assert ran.jobs_complete == 1 and ran.jobs_failed == 0
     assert len(await stream_events(redis)) == 2
-    assert await outbox_rows(db) == []
+    assert await unpublished(db) == []
 
 
 def test_the_worker_runs_the_publisher_every_second():
@@ -112,3 +121,26 @@ def test_the_worker_runs_the_publisher_every_second():
     assert isinstance(job, CronJob)
     assert job.second == set(range(60)) and job.run_at_startup
     assert worker.WorkerSettings.queue_name == worker.QUEUE  # type: ignore[attr-defined]
+
+
+async def test_events_merged_before_they_are_published_carry_the_merged_profile(client, db, redis, shop):
+    """The outbox names events; their profile is read when they are published. A visitor's events
+    still waiting when the visitor logs in reach the stream with the member's profile."""
+    visitor = {"anonymousId": "visitor-77", "userId": None}
+    login = {
+        "type": "identify",
+        "userId": "user-1004",
+        "anonymousId": "visitor-77",
+        "traits": {"name": "김민지"},
+    }
+    for batch in (
+        _batch("Product Viewed", "Product Added"),  # the member, known already
+        {"batch": [track("Product Viewed", **visitor), track("Cart Viewed", **visitor)]},
+        {"batch": [login]},  # the visitor logs in: merged into the member
+    ):
+        assert (await client.post("/v1/batch", json=batch)).status_code == 200
+
+    announced = await published(db, redis)
+    [member] = await profiles_of(db, shop.workspace.id)
+    assert member.user_id == "user-1004"
+    assert len(announced) == 5 and {m.profile_id for m in announced} == {member.id}

@@ -39,7 +39,7 @@ from segment.analytics import Client as SegmentClient
 
 from services.ingest.main import create_app
 from shared.testing.plugin import DEFAULT_TEST_NOW
-from tests.ingest.conftest import events_of, identities_of, outbox_rows, profiles_of, published
+from tests.ingest.conftest import events_of, identities_of, profiles_of, published, unpublished
 
 USER_ID = "user-1004"
 ANONYMOUS_ID = "anon-7f3a"
@@ -254,7 +254,7 @@ async def test_every_call_of_the_sdk_is_stored(connect, server, shop, db, redis)
     announced = await published(db, redis)
     assert {m.event_id for m in announced} == {e.id for e in events}
     assert {m.profile_id for m in announced} == {profile.id}
-    assert await outbox_rows(db) == []
+    assert await unpublished(db) == []
 
 
 async def test_identify_traits_reach_the_profile(connect, server, shop, db):

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from shared.testing.plugin import DEFAULT_TEST_NOW
-from tests.ingest.conftest import events_of, outbox_rows, profiles_of, published, track
+from tests.ingest.conftest import events_of, profiles_of, published, track, unpublished
 
 
 async def test_batch_round_trip_stores_events_profiles_and_announces_them(client, db, redis, shop):
@@ -40,13 +40,13 @@ async def test_batch_round_trip_stores_events_profiles_and_announces_them(client
     assert profile.user_id == "user-1004" and profile.traits == {"name": "김민지"}
     assert {e.profile_id for e in events} == {profile.id}
     # the request committed each event with its outbox row; the ingest worker's publisher announces them
-    assert len(await outbox_rows(db)) == 3 and await redis.xrange("dasi:events") == []
+    assert len(await unpublished(db)) == 3 and await redis.xrange("dasi:events") == []
 
     announced = await published(db, redis)
     assert {m.event_id for m in announced} == {e.id for e in events}
     assert {(m.type, m.name) for m in announced} >= {("track", "Product Viewed"), ("identify", None)}
     assert all(m.workspace_id == shop.workspace.id and m.profile_id == profile.id for m in announced)
-    assert await outbox_rows(db) == []  # published, so nothing left
+    assert await unpublished(db) == []  # published, so nothing left
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,133 @@
+"""What one event means for the profile aggregates: a `Fact` (an amount, a product, a quantity),
+read once from the event's free-form properties, so the aggregates' SQL never casts a shopper's JSON.
+Names follow Segment's e-commerce spec, plus the native ones the store sends."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+# Segment e-commerce spec names, plus the native ones the issue names
+PURCHASE, REFUND = "Order Completed", "Order Refunded"
+CART_ADD, CART_REMOVE = "Product Added", "Product Removed"
+PRODUCT_VIEW = "Product Viewed"
+LOGINS = frozenset({"Signed In", "Signed Up"})
+COUPON_ISSUED = "Coupon Issued"
+# sent from a store's back office, not by the shopper: they do not make a visit
+NOT_SHOPPER_ACTIVITY = frozenset({REFUND, COUPON_ISSUED})
+
+
+class EventLike(Protocol):
+    @property
+    def profile_id(self) -> uuid.UUID: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def properties(self) -> dict[str, Any]: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+@dataclass
+class Fact:
+    """What one event means for the aggregates."""
+
+    profile_id: uuid.UUID
+    occurred_at: datetime
+    is_activity: bool = False
+    is_page_view: bool = False
+    kind: str | None = None  # login, purchase, refund, cart_add, cart_remove, product_view, coupon
+    amount: Decimal | None = None
+    product_id: str | None = None
+    quantity: int | None = None
+    price: Decimal | None = None
+    label: str | None = None  # product or coupon name
+    category: str | None = None
+    brand: str | None = None
+    expires_at: datetime | None = None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = Decimal(str(value).replace(",", "").strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _quantity(value: Any) -> int:
+    number = _decimal(value)
+    return max(int(number), 0) if number is not None else 1
+
+
+def _text(value: Any, limit: int = 255) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)[:limit] or None
+
+
+def aware_timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 text with its zone as a datetime; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def _product_fact(event: EventLike, kind: str, activity: bool) -> Fact:
+    p = event.properties
+    return Fact(
+        event.profile_id,
+        event.occurred_at,
+        is_activity=activity,
+        kind=kind,
+        product_id=_text(p.get("product_id") or p.get("sku") or p.get("id")),
+        quantity=_quantity(p.get("quantity")),
+        price=_decimal(p.get("price")),
+        label=_text(p.get("name")),
+        category=_text(p.get("category")),
+        brand=_text(p.get("brand")),
+    )
+
+
+def fact_of(event: EventLike) -> Fact | None:
+    """The aggregate meaning of one event, or None if it has none (identify, alias, group)."""
+    if event.type in ("page", "screen"):
+        return Fact(event.profile_id, event.occurred_at, is_activity=True, is_page_view=True)
+    if event.type != "track" or not event.name:
+        return None
+    name, p = event.name, event.properties
+    activity = name not in NOT_SHOPPER_ACTIVITY
+    if name in (CART_ADD, CART_REMOVE, PRODUCT_VIEW):
+        kind = {CART_ADD: "cart_add", CART_REMOVE: "cart_remove", PRODUCT_VIEW: "product_view"}[name]
+        fact = _product_fact(event, kind, activity)
+        return fact if fact.product_id else Fact(event.profile_id, event.occurred_at, is_activity=activity)
+    if name in (PURCHASE, REFUND):
+        amount = _decimal(p.get("total")) if p.get("total") is not None else _decimal(p.get("revenue"))
+        kind = "purchase" if name == PURCHASE else "refund"
+        return Fact(
+            event.profile_id, event.occurred_at, is_activity=activity, kind=kind, amount=amount or Decimal(0)
+        )
+    if name in LOGINS:
+        return Fact(event.profile_id, event.occurred_at, is_activity=activity, kind="login")
+    if name == COUPON_ISSUED and _text(p.get("coupon_id") or p.get("coupon")):
+        return Fact(
+            event.profile_id,
+            event.occurred_at,
+            is_activity=activity,
+            kind="coupon",
+            product_id=_text(p.get("coupon_id") or p.get("coupon")),
+            label=_text(p.get("coupon_name") or p.get("name")),
+            expires_at=aware_timestamp(p.get("expires_at")),
+        )
+    return Fact(event.profile_id, event.occurred_at, is_activity=activity)
