@@ -185,6 +185,13 @@ def json_text(rows: Sequence[Any]) -> str:
     return orjson.dumps(rows, default=str).decode()
 
 
+def json_bytes(rows: Sequence[Any]) -> bytes:
+    """`json_text` as the UTF-8 orjson wrote, for a `bytea` parameter read with `convert_from`. A
+    text parameter of Korean text is decoded to a `str` and encoded back by asyncpg (~2 us per
+    event's properties and context); bytes go as they are."""
+    return orjson.dumps(rows, default=str)
+
+
 async def _write_identities(
     session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, now: datetime
 ) -> None:
@@ -305,7 +312,7 @@ async def apply_plan(session: AsyncSession, workspace_id: uuid.UUID, plan: Plan,
 # (~6 us an event more).
 _INSERT_EVENTS = """
     WITH input AS (
-        SELECT * FROM jsonb_to_recordset($3::jsonb) AS e(
+        SELECT * FROM jsonb_to_recordset(convert_from($3::bytea, 'UTF8')::jsonb) AS e(
             id uuid, profile_id uuid, message_id text, type text, name text, properties jsonb,
             context jsonb, occurred_at timestamptz)
     ), events AS (
@@ -332,7 +339,7 @@ async def insert_events(
     if not events:
         return
     connection = await driver_connection(session)
-    await connection.execute(_INSERT_EVENTS, workspace_id, received_at, json_text(events))
+    await connection.execute(_INSERT_EVENTS, workspace_id, received_at, json_bytes(events))
 
 
 # (workspace_id, event_id, profile_id, type, name, occurred_at), the ids as text: the publisher
