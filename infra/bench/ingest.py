@@ -1,6 +1,7 @@
 """Ingest benchmark: realistic batches through POST /v1/batch, end to end, with the aggregates kept.
 
     .venv/bin/python -m infra.bench.ingest [--seconds 20] [--workers 2] [--concurrency 16] [--rate 30000]
+                                           [--timeline]
 
 It starts its own servers (the embedded default, or DASI_DATABASE_URL / DASI_REDIS_URL), a fresh
 database, the ingest app under uvicorn and the ingest worker (the outbox publisher) in separate
@@ -9,7 +10,10 @@ It prints, measured in this same run:
 
 1. COPY baseline: the same event rows COPYed into a bare table (what Postgres alone can take);
 2. closed loop: `--concurrency` requests in flight, batches of 100, as fast as ingest answers;
-3. open loop: batches sent at `--rate` events/s (or the closed-loop rate if lower), with latency.
+3. open loop: batches sent at `--rate` events/s (or 70% of the closed-loop rate if lower), with
+   latency; `--timeline` adds the slowest batch of each second and when autovacuum ran meanwhile
+   (in session 11 some slow seconds matched autovacuum's runs on the freshly filled tables, others
+   nothing in Postgres: this machine's own noise).
 
 Events: 100,000 shoppers; a batch carries the activity of `--shoppers-per-batch` of them (an SDK in
 a browser or app batches one shopper's events; a store's server mixes several). Per 100 events:
@@ -289,23 +293,26 @@ async def closed_loop(
 
 async def open_loop(
     http: aiohttp.ClientSession, batches: list[bytes], seconds: float, rate: float, headers: dict[str, str]
-) -> tuple[float, list[float], int]:
-    """Send a batch every BATCH/rate seconds regardless of answers; latency includes queueing."""
+) -> tuple[float, list[float], int, list[tuple[float, float]]]:
+    """Send a batch every BATCH/rate seconds regardless of answers; latency includes queueing.
+    Also returns each batch's (seconds into the loop when sent, latency)."""
     interval = BATCH / rate
     count = min(len(batches), int(seconds / interval))
     latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []
     errors = 0
+    started = time.perf_counter()
 
     async def send(body: bytes) -> None:
         nonlocal errors
-        started = time.perf_counter()
+        sent = time.perf_counter()
         async with http.post(f"http://127.0.0.1:{PORT}/v1/batch", data=body, headers=headers) as response:
             await response.read()
             errors += response.status != 200
-        latencies.append(time.perf_counter() - started)
+        latencies.append(time.perf_counter() - sent)
+        timeline.append((sent - started, latencies[-1]))
 
     tasks = []
-    started = time.perf_counter()
     for i in range(count):
         delay = started + i * interval - time.perf_counter()
         if delay > 0:
@@ -313,7 +320,38 @@ async def open_loop(
         tasks.append(asyncio.create_task(send(batches[i])))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - started
-    return count * BATCH / elapsed, latencies, errors
+    return count * BATCH / elapsed, latencies, errors, timeline
+
+
+async def autovacuum_runs(database_url: str, stop: asyncio.Event) -> dict[str, tuple[float, float]]:
+    """Until `stop`: which tables autovacuum worked on, from when to when (seconds from the start),
+    read off pg_stat_activity every 100 ms."""
+    conn = await _connect(database_url)
+    runs: dict[str, tuple[float, float]] = {}
+    started = time.perf_counter()
+    try:
+        while not stop.is_set():
+            at = time.perf_counter() - started
+            for (query,) in await conn.fetch(
+                "SELECT query FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            ):
+                table = query.removeprefix("autovacuum: ").split(" (")[0]
+                runs[table] = (runs.get(table, (at, at))[0], at)
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    return runs
+
+
+def _report_timeline(timeline: list[tuple[float, float]], autovacuum: dict[str, tuple[float, float]]) -> None:
+    """The slowest batch sent in each second, beside what autovacuum did meanwhile."""
+    slowest: dict[int, float] = {}
+    for sent, latency in timeline:
+        slowest[int(sent)] = max(slowest.get(int(sent), 0.0), latency)
+    seconds = " ".join(f"{second}s {latency * 1000:.0f}" for second, latency in sorted(slowest.items()))
+    print(f"  slowest batch per second (ms): {seconds}")
+    for table, (first, last) in sorted(autovacuum.items(), key=lambda item: item[1]):
+        print(f"  autovacuum {first:5.1f}-{last:5.1f} s  {table}")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -414,8 +452,16 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
             _report(f"closed loop, {args.concurrency} in flight", rate, latencies, errors)
             _report_cpu(cpu_before, cpu_after, machine, len(latencies) * BATCH)
             target = min(args.rate, rate * 0.7)  # a rate it can sustain, to read latency at
-            rate, latencies, errors = await open_loop(http, batches[half:], args.seconds, target, headers)
+            stop_watching = asyncio.Event()
+            if args.timeline:
+                watching = asyncio.create_task(autovacuum_runs(database_url, stop_watching))
+            rate, latencies, errors, timeline = await open_loop(
+                http, batches[half:], args.seconds, target, headers
+            )
             _report(f"open loop at {target:,.0f}/s", rate, latencies, errors)
+            if args.timeline:
+                stop_watching.set()
+                _report_timeline(timeline, await watching)
     finally:
         for child in (process, publisher):
             child.terminate()
@@ -432,6 +478,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=float, default=30_000)
     parser.add_argument("--shoppers-per-batch", type=int, default=5)
+    parser.add_argument(
+        "--timeline", action="store_true", help="the open loop's slowest batch each second; autovacuum's runs"
+    )
     run(parser.parse_args())
 
 
