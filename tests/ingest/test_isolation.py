@@ -3,9 +3,15 @@ profiles of two stores never mix."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from services.ingest import repository, service
+from services.ingest.identity import Plan
 from services.ingest.main import create_app
+from services.ingest.schemas import TrackMessage
+from shared.db import session_scope
 from shared.testing.fixtures import serve
-from tests.ingest.conftest import events_of, profiles_of, track, write_key
+from tests.ingest.conftest import events_of, identities_of, profiles_of, track, write_key
 
 
 async def test_two_stores_never_see_each_others_data(settings, clock, db, redis, make_workspace):
@@ -46,3 +52,54 @@ async def test_only_a_valid_write_key_opens_ingestion(settings, clock, db, redis
         assert response.headers["content-type"] == "application/problem+json"
         assert response.headers["www-authenticate"].startswith("Basic")
     assert await events_of(db, shop.workspace.id) == []
+
+
+async def test_a_login_merges_the_visitor_only_in_its_own_store(settings, clock, db, redis, make_workspace):
+    """The same visitor and member ids in two stores: a login in one merges there only."""
+    store_a = await make_workspace("다시 스토어")
+    store_b = await make_workspace("김민지 공방")
+    history = [
+        track("Product Viewed", anonymousId="anon-7", properties={"product_id": "P1", "name": "수분크림"}),
+        {"type": "identify", "userId": "user-7", "traits": {"name": "김민지"}},
+    ]
+    login = {"type": "identify", "userId": "user-7", "anonymousId": "anon-7"}
+    async with serve(create_app(settings, clock=clock)) as client:
+        for store in (store_a, store_b):
+            answer = await client.post(
+                "/v1/batch", json={"batch": history}, headers=write_key(store.write_key)
+            )
+            assert answer.status_code == 200, answer.text
+        answer = await client.post("/v1/batch", json={"batch": [login]}, headers=write_key(store_a.write_key))
+        assert answer.status_code == 200, answer.text
+
+    assert len(await profiles_of(db, store_a.workspace.id)) == 1  # the visitor merged into the member
+    assert len(await profiles_of(db, store_b.workspace.id)) == 2  # untouched: still two shoppers
+    identities_b = await identities_of(db, store_b.workspace.id)
+    assert identities_b[("anonymous_id", "anon-7")] != identities_b[("user_id", "user-7")]
+
+
+async def test_a_merge_plan_naming_another_stores_profiles_moves_nothing(db, make_workspace):
+    """The merge statements check both profiles against the workspace, whatever the plan says."""
+    store_a = (await make_workspace("다시 스토어")).workspace
+    store_b = (await make_workspace("김민지 공방")).workspace
+    async with session_scope(db) as session:
+        await service.record_messages(
+            session,
+            store_b.id,
+            [
+                TrackMessage.model_validate({"type": "track", "anonymousId": "anon-7", "event": "Signed Up"}),
+                TrackMessage.model_validate({"type": "track", "userId": "user-7", "event": "Signed In"}),
+            ],
+            timezone=store_b.timezone,
+            received_at=datetime(2026, 11, 24, 12, 0, tzinfo=UTC),
+        )
+    before = await identities_of(db, store_b.id)
+    source, target = before[("anonymous_id", "anon-7")], before[("user_id", "user-7")]
+
+    async with session_scope(db) as session:
+        plan = Plan(merges=[(source, target)])
+        await repository.apply_plan(session, store_a.id, plan, datetime(2026, 11, 24, 12, 1, tzinfo=UTC))
+
+    assert await identities_of(db, store_b.id) == before
+    assert {p.id for p in await profiles_of(db, store_b.id)} == {source, target}
+    assert {e.profile_id for e in await events_of(db, store_b.id)} == {source, target}
