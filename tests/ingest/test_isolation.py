@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.ingest import repository, service
+from sqlalchemy import select
+
+from services.ingest import aggregates, repository, service
 from services.ingest.identity import Plan
 from services.ingest.main import create_app
+from services.ingest.models import ProfileAggregates
 from services.ingest.schemas import TrackMessage
 from shared.db import session_scope
 from shared.testing.fixtures import serve
@@ -78,8 +81,17 @@ async def test_a_login_merges_the_visitor_only_in_its_own_store(settings, clock,
     assert identities_b[("anonymous_id", "anon-7")] != identities_b[("user_id", "user-7")]
 
 
+async def _aggregates_of(db, workspace_id) -> dict:
+    async with session_scope(db) as session:
+        rows = await session.scalars(
+            select(ProfileAggregates).where(ProfileAggregates.workspace_id == workspace_id)
+        )
+        return {row.profile_id: (row.visit_count, row.last_login_at) for row in rows}
+
+
 async def test_a_merge_plan_naming_another_stores_profiles_moves_nothing(db, make_workspace):
-    """The merge statements check both profiles against the workspace, whatever the plan says."""
+    """The merge and recompute statements check the profiles against the workspace, whatever the
+    plan says."""
     store_a = (await make_workspace("다시 스토어")).workspace
     store_b = (await make_workspace("김민지 공방")).workspace
     async with session_scope(db) as session:
@@ -95,10 +107,14 @@ async def test_a_merge_plan_naming_another_stores_profiles_moves_nothing(db, mak
         )
     before = await identities_of(db, store_b.id)
     source, target = before[("anonymous_id", "anon-7")], before[("user_id", "user-7")]
+    aggregates_before = await _aggregates_of(db, store_b.id)
 
     async with session_scope(db) as session:
         plan = Plan(merges=[(source, target)])
         await repository.apply_plan(session, store_a.id, plan, datetime(2026, 11, 24, 12, 1, tzinfo=UTC))
+        await aggregates.recompute(session, store_a.id, store_a.timezone, [source, target])
+
+    assert await _aggregates_of(db, store_b.id) == aggregates_before
 
     assert await identities_of(db, store_b.id) == before
     assert {p.id for p in await profiles_of(db, store_b.id)} == {source, target}
