@@ -453,13 +453,14 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
             _report_cpu(cpu_before, cpu_after, machine, len(latencies) * BATCH)
             target = min(args.rate, rate * 0.7)  # a rate it can sustain, to read latency at
             stop_watching = asyncio.Event()
+            watching = None
             if args.timeline:
                 watching = asyncio.create_task(autovacuum_runs(database_url, stop_watching))
             rate, latencies, errors, timeline = await open_loop(
                 http, batches[half:], args.seconds, target, headers
             )
             _report(f"open loop at {target:,.0f}/s", rate, latencies, errors)
-            if args.timeline:
+            if watching is not None:
                 stop_watching.set()
                 _report_timeline(timeline, await watching)
     finally:
