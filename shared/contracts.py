@@ -69,7 +69,8 @@ def decode(envelope: Mapping[Any, Any]) -> Contract:
 
 @register
 class EventRecorded(Contract):
-    """Ingest committed an event. Published on `dasi:events` (at least once; dedupe by event_id)."""
+    """Ingest committed an event: one `dasi:events` entry per event, as ingest published them until
+    it wrote `EventsRecorded` (at least once; dedupe by event_id)."""
 
     kind: ClassVar[str] = "event.recorded"
     version: ClassVar[int] = 1
@@ -80,6 +81,54 @@ class EventRecorded(Contract):
     type: str  # track, identify, page, screen, alias, group
     name: str | None = None  # the track event's name, e.g. "Order Completed"
     occurred_at: datetime
+
+
+class RecordedEvent(BaseModel):
+    """One event of an `EventsRecorded` entry: an `EventRecorded` without its workspace."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: uuid.UUID
+    profile_id: uuid.UUID
+    type: str
+    name: str | None = None
+    occurred_at: datetime
+
+
+@register
+class EventsRecorded(Contract):
+    """Ingest committed these events of one workspace: what ingest publishes on `dasi:events`, one
+    entry for up to a few hundred events (at least once; dedupe by event_id). An entry per event
+    cost the publisher and Redis more than the rest of publishing; `EventRecorded` entries are still
+    read (what an older ingest wrote). `each()` reads the entry as `EventRecorded` messages."""
+
+    kind: ClassVar[str] = "events.recorded"
+    version: ClassVar[int] = 1
+
+    workspace_id: uuid.UUID
+    events: list[RecordedEvent] = Field(min_length=1)
+
+    def each(self) -> list[EventRecorded]:
+        return [
+            EventRecorded(
+                workspace_id=self.workspace_id,
+                event_id=e.event_id,
+                profile_id=e.profile_id,
+                type=e.type,
+                name=e.name,
+                occurred_at=e.occurred_at,
+            )
+            for e in self.events
+        ]
+
+
+def recorded_events(message: Contract) -> list[EventRecorded]:
+    """The events a `dasi:events` entry announces, whichever contract wrote it."""
+    if isinstance(message, EventsRecorded):
+        return message.each()
+    if isinstance(message, EventRecorded):
+        return [message]
+    return []
 
 
 # --- dispatcher: the `dispatch` queue ------------------------------------------------------------

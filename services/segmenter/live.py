@@ -23,14 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.segmenter.materialize import reevaluate_profiles
 from shared.clock import Clock
-from shared.contracts import EventRecorded
+from shared.contracts import recorded_events
 from shared.db import session_scope
 from shared.streams import StreamEntry, consume_once, ensure_group
 
 log = structlog.get_logger(__name__)
 
 GROUP = "segmenter"
-BATCH = 1000  # stream entries per round
+BATCH = 100  # stream entries per round (ingest writes up to 500 events an entry)
 LOOP_SECONDS = 0.95  # how long one run of the job keeps reading; the cron starts one a second
 BLOCK_MS = 200
 IDLE_SLEEP = 0.05  # seconds between rounds that found nothing
@@ -43,8 +43,8 @@ def consumer_name() -> str:
 def profiles_by_workspace(entries: Sequence[StreamEntry]) -> dict[uuid.UUID, set[uuid.UUID]]:
     found: dict[uuid.UUID, set[uuid.UUID]] = {}
     for entry in entries:
-        if isinstance(entry.message, EventRecorded):
-            found.setdefault(entry.message.workspace_id, set()).add(entry.message.profile_id)
+        for event in recorded_events(entry.message):
+            found.setdefault(event.workspace_id, set()).add(event.profile_id)
     return found
 
 

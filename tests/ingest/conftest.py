@@ -16,7 +16,7 @@ from sqlalchemy import select
 from services.ingest.main import create_app
 from services.ingest.models import Event, Identity, OutboxBatch, Profile
 from services.ingest.relay import drain_outbox
-from shared.contracts import EventRecorded, decode
+from shared.contracts import EventRecorded, EventsRecorded, decode, recorded_events
 from shared.db import session_scope
 from shared.testing.fixtures import serve
 
@@ -64,10 +64,10 @@ async def unpublished(db) -> list[uuid.UUID]:
 
 
 async def stream_events(redis, stream: str = "dasi:events") -> list[EventRecorded]:
-    entries = await redis.xrange(stream)
-    messages = [decode(fields) for _id, fields in entries]
-    assert all(isinstance(m, EventRecorded) for m in messages)
-    return messages  # type: ignore[return-value]
+    """The events the stream announces, each entry read with the contract it was written with."""
+    messages = [decode(fields) for _id, fields in await redis.xrange(stream)]
+    assert all(isinstance(m, EventsRecorded) for m in messages)
+    return [event for m in messages for event in recorded_events(m)]
 
 
 async def published(db, redis, stream: str = "dasi:events") -> list[EventRecorded]:

@@ -17,6 +17,7 @@ from services.segmenter.live import GROUP, consume_events, consume_round
 from services.segmenter.materialize import reevaluate_profiles
 from services.segmenter.models import Membership, MembershipChange
 from services.segmenter.schemas import CART_ABANDONERS, PROMO_PAGE_TODAY
+from shared.contracts import decode, recorded_events
 from shared.db import session_scope
 from shared.testing.fixtures import run_worker_burst
 from shared.worker import worker_settings
@@ -63,6 +64,11 @@ async def consume_all(db, redis, clock) -> int:
     return total
 
 
+async def last_read(redis) -> str:
+    [group] = [g for g in await redis.xinfo_groups(STREAM) if g["name"] == GROUP.encode()]
+    return group["last-delivered-id"].decode()
+
+
 NEW_SHOPPER_ADDS = [
     identify("u-new", at(11, 23, 10, 1), name="한신규"),
     track("u-new", at(11, 23, 10, 2), "Product Added", product_id="P1", price=25000, quantity=1),
@@ -82,7 +88,7 @@ async def test_a_shopper_enters_the_cart_segment_when_the_event_arrives_and_exit
 
     clock.advance(timedelta(minutes=2))
     await send(settings, clock, shop, NEW_SHOPPER_ADDS, "adds")
-    assert await consume_all(db, redis, clock) == 2
+    assert await consume_all(db, redis, clock) == 1  # one stream entry: one stored transaction
     assert await members_of(db, segment) == {"u-cart", "u-new"}
     assert await history_of(db, segment) == [("u-cart", "entered"), ("u-new", "entered")]
     changes = (await shop.api.get(f"/v1/segments/{segment['id']}/changes")).json()["items"]
@@ -108,6 +114,20 @@ async def test_a_repeated_delivery_changes_nothing(settings, db, redis, clock, s
     await consume_all(db, redis, clock)
     assert await history_of(db, segment) == before
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0  # all acked
+
+
+async def test_entries_of_one_event_each_are_still_read(settings, db, redis, clock, shop):
+    """What an ingest older than `EventsRecorded` wrote: an `EventRecorded` entry per event."""
+    segment = await saved_and_refreshed(shop, "장바구니 이탈 고객", CART_ABANDONERS)
+    await consume_all(db, redis, clock)  # the scripted history
+    await send(settings, clock, shop, NEW_SHOPPER_ADDS, "adds")
+    await drain_outbox(db, redis, STREAM)
+    [(entry_id, fields)] = await redis.xrange(STREAM, min="(" + (await last_read(redis)))
+    await redis.xdel(STREAM, entry_id)
+    for event in recorded_events(decode(fields)):
+        await redis.xadd(STREAM, event.to_stream_fields())
+    assert await consume_all(db, redis, clock) == 2
+    assert await members_of(db, segment) == {"u-cart", "u-new"}
 
 
 async def test_segments_never_refreshed_are_left_to_their_first_refresh(settings, db, redis, clock, shop):

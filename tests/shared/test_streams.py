@@ -6,8 +6,17 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
-from shared.contracts import EVENTS_STREAM, EventRecorded, UnknownContract, decode
+from shared.contracts import (
+    EVENTS_STREAM,
+    EventRecorded,
+    EventsRecorded,
+    RecordedEvent,
+    UnknownContract,
+    decode,
+    recorded_events,
+)
 from shared.db import session_scope
 from shared.publisher import publish, publish_after_commit
 from shared.streams import consume_once, dead_letter_stream, ensure_group, read_new, reclaim_stale
@@ -30,6 +39,21 @@ def test_contract_round_trip_and_unknown_versions_refused():
     assert decode(message.to_job_payload()) == message
     with pytest.raises(UnknownContract):
         decode({"kind": "event.recorded", "v": "99", "body": "{}"})
+
+
+def test_an_entry_of_several_events_reads_as_one_event_recorded_each():
+    one, two = event("Product Viewed"), event("Order Completed")
+    batch = EventsRecorded(
+        workspace_id=one.workspace_id,
+        events=[RecordedEvent(**m.model_dump(exclude={"workspace_id"})) for m in (one, two)],
+    )
+    decoded = decode(batch.to_stream_fields())
+    assert decoded == batch
+    two_here = two.model_copy(update={"workspace_id": one.workspace_id})
+    assert recorded_events(decoded) == [one, two_here]
+    assert recorded_events(one) == [one]  # an entry an older ingest wrote: one event
+    with pytest.raises(ValidationError):  # an entry announces something
+        EventsRecorded(workspace_id=one.workspace_id, events=[])
 
 
 async def test_published_only_after_commit_and_never_after_rollback(db, redis):
