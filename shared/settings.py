@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # arq polls Redis for new jobs; its 0.5 s default puts ~260 ms into every hop
     worker_poll_delay_s: float = Field(default=0.05, gt=0)
     events_stream: str = "dasi:events"
+    # the ingest worker trims from the stream what every consumer group acked, and whatever is older
+    # than this even if a group has not (shared/streams.trim_finished)
+    events_stream_keep_hours: float = Field(default=24, gt=0)
     # ingest drops whole months of events older than this (None: keep everything)
     events_retention_months: int | None = Field(default=None, ge=1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -98,3 +99,40 @@ async def consume_once(
         await handler(entries)
         await ack(redis, stream, group, entries)
     return len(entries)
+
+
+def _entry_id(text: str | bytes) -> tuple[int, int]:
+    milliseconds, _, sequence = (text.decode() if isinstance(text, bytes) else text).partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+async def _first_unfinished(redis: ArqRedis, stream: str, group: dict[str, Any]) -> tuple[int, int]:
+    """The lowest id the group may still need: its oldest pending entry's, else the id just after
+    the last entry it read."""
+    pending = await redis.xpending(stream, group["name"])
+    if pending["pending"]:
+        return _entry_id(pending["min"])
+    milliseconds, sequence = _entry_id(group["last-delivered-id"])
+    return milliseconds, sequence + 1
+
+
+async def trim_finished(redis: ArqRedis, stream: str, *, keep_for: timedelta) -> int:
+    """Drop the entries every consumer group has acked, and any older than `keep_for` whatever the
+    groups say (a consumer away for longer re-reads what it needs from Postgres; a stream nobody
+    trims grows by every event). Returns how many entries went. Entry ids are Redis's clock, so
+    the age is measured by Redis's TIME."""
+    if not await redis.exists(stream):
+        return 0
+    seconds, microseconds = await redis.time()
+    now_ms = seconds * 1000 + microseconds // 1000
+    floor = (now_ms - int(keep_for.total_seconds() * 1000), 0)
+    groups = [{_text(k): v for k, v in group.items()} for group in await redis.xinfo_groups(stream)]
+    if groups:
+        finished = min([await _first_unfinished(redis, stream, group) for group in groups])
+        floor = max(floor, finished)
+    trimmed: int = await redis.xtrim(stream, minid=f"{floor[0]}-{floor[1]}", approximate=False)
+    return trimmed
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

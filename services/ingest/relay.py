@@ -12,7 +12,9 @@ take the same rows), give the events of profiles merged away since then the prof
 then XADD the events, a few hundred to an entry, in one round trip;
 the transaction commits only after XADD succeeded. Redis down: the transaction rolls back and the
 rows stay for the next pass. A crash between XADD and the commit publishes those events again:
-delivery is at least once, never lost; consumers dedupe by event_id.
+delivery is at least once, never lost; consumers dedupe by event_id. Each run of the job ends by
+trimming from the stream what every consumer group has acked (and anything older than
+`events_stream_keep_hours`): nothing else removes entries.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -32,6 +35,8 @@ from services.ingest import repository
 from shared.contracts import EventsRecorded
 from shared.db import session_scope
 from shared.publisher import publish_fields
+from shared.settings import Settings
+from shared.streams import trim_finished
 
 RELAY_CHUNK = 20  # outbox rows (stored transactions, up to a few thousand events each) taken at once
 RELAY_IDLE_SLEEP = 0.05  # seconds between passes that found the outbox empty
@@ -95,11 +100,16 @@ async def drain_outbox(sessionmaker: async_sessionmaker[AsyncSession], redis: Ar
 
 async def relay_outbox(ctx: dict[str, Any], *, for_seconds: float = RELAY_LOOP_SECONDS) -> int:
     """arq job (cron, every second): drain the outbox, again and again for `for_seconds`, sleeping
-    RELAY_IDLE_SLEEP when it is empty; returns how many events it published."""
+    RELAY_IDLE_SLEEP when it is empty, then trim from the stream what its consumers are done with;
+    returns how many events it published."""
+    settings: Settings = ctx["settings"]
     deadline = time.monotonic() + for_seconds
     total = 0
     while True:
-        total += await drain_outbox(ctx["sessionmaker"], ctx["redis"], ctx["settings"].events_stream)
+        total += await drain_outbox(ctx["sessionmaker"], ctx["redis"], settings.events_stream)
         if time.monotonic() >= deadline:
-            return total
+            break
         await asyncio.sleep(RELAY_IDLE_SLEEP)
+    keep_for = timedelta(hours=settings.events_stream_keep_hours)
+    await trim_finished(ctx["redis"], settings.events_stream, keep_for=keep_for)
+    return total

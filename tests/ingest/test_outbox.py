@@ -15,6 +15,7 @@ from services.ingest.relay import drain_outbox, publish_outbox_chunk, relay_outb
 from shared.contracts import EventsRecorded, decode
 from shared.db import session_scope
 from shared.redis import create_redis
+from shared.streams import ensure_group
 from shared.testing.fixtures import run_worker_burst, serve
 from shared.worker import worker_settings
 from tests.ingest.conftest import (
@@ -167,3 +168,19 @@ async def test_events_go_a_few_hundred_to_an_entry_each_of_one_workspace(
         (other.workspace.id, ["D"]),
         (shop.workspace.id, ["E"]),
     ]
+
+
+async def test_the_job_trims_from_the_stream_what_every_consumer_finished(
+    settings, clock, client, db, redis, shop
+):
+    await ensure_group(redis, STREAM, "segmenter")
+    ctx = {"sessionmaker": db, "redis": redis, "clock": clock, "settings": settings}
+    for name in ("A", "B"):  # an entry each
+        assert (await client.post("/v1/batch", json=_batch(name))).status_code == 200
+        await relay_outbox(ctx, for_seconds=0)
+    assert await redis.xlen(STREAM) == 2  # nobody has read them
+
+    [(_, entries)] = await redis.xreadgroup("segmenter", "c1", {STREAM: ">"}, count=1)
+    await redis.xack(STREAM, "segmenter", entries[0][0])
+    await relay_outbox(ctx, for_seconds=0)
+    assert [m.name for m in await stream_events(redis)] == ["B"]

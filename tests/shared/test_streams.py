@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -19,7 +20,16 @@ from shared.contracts import (
 )
 from shared.db import session_scope
 from shared.publisher import publish, publish_after_commit
-from shared.streams import consume_once, dead_letter_stream, ensure_group, read_new, reclaim_stale
+from shared.streams import (
+    consume_once,
+    dead_letter_stream,
+    ensure_group,
+    read_new,
+    reclaim_stale,
+    trim_finished,
+)
+
+DAY = timedelta(days=1)
 
 
 def event(name: str = "Product Added") -> EventRecorded:
@@ -111,3 +121,44 @@ async def test_unreadable_entry_goes_to_dead_letters_and_does_not_block(redis):
     assert len(entries) == 1
     assert await redis.xlen(dead_letter_stream(EVENTS_STREAM)) == 1
     assert await reclaim_stale(redis, EVENTS_STREAM, "segmenter", "c2", min_idle_ms=0) == entries
+
+
+async def _ids(redis) -> list[str]:
+    return [entry_id.decode() for entry_id, _ in await redis.xrange(EVENTS_STREAM)]
+
+
+async def test_trimming_drops_what_every_group_acked_and_keeps_the_rest(redis):
+    assert await trim_finished(redis, EVENTS_STREAM, keep_for=DAY) == 0  # no stream yet
+    for group in ("segmenter", "attribution"):
+        await ensure_group(redis, EVENTS_STREAM, group)
+    ids = await publish(redis, EVENTS_STREAM, [event(), event(), event(), event()])
+
+    async def done(entries):
+        pass
+
+    await consume_once(redis, EVENTS_STREAM, "segmenter", "c1", done, count=3, block_ms=None)
+    assert await trim_finished(redis, EVENTS_STREAM, keep_for=DAY) == 0  # attribution read nothing
+
+    # attribution read two and acked neither: its oldest pending one is where the stream must start
+    await read_new(redis, EVENTS_STREAM, "attribution", "c1", count=2, block_ms=None)
+    assert await trim_finished(redis, EVENTS_STREAM, keep_for=DAY) == 0
+    await redis.xack(EVENTS_STREAM, "attribution", ids[0])
+    assert await trim_finished(redis, EVENTS_STREAM, keep_for=DAY) == 1
+    assert await _ids(redis) == ids[1:]
+
+    # both acked the first three
+    await redis.xack(EVENTS_STREAM, "attribution", ids[1])
+    await consume_once(redis, EVENTS_STREAM, "attribution", "c1", done, count=1, block_ms=None)
+    assert await trim_finished(redis, EVENTS_STREAM, keep_for=DAY) == 2
+    assert await _ids(redis) == ids[3:]
+
+
+async def test_trimming_drops_entries_older_than_kept_whatever_the_groups_say(redis):
+    await publish(redis, EVENTS_STREAM, [event(), event()])  # no group yet: kept for a newcomer
+    assert await trim_finished(redis, EVENTS_STREAM, keep_for=DAY) == 0
+    await ensure_group(redis, EVENTS_STREAM, "segmenter")  # a group that never reads
+    assert await trim_finished(redis, EVENTS_STREAM, keep_for=DAY) == 0
+    await asyncio.sleep(0.01)
+    later = await publish(redis, EVENTS_STREAM, [event()])
+    assert await trim_finished(redis, EVENTS_STREAM, keep_for=timedelta(milliseconds=5)) == 2
+    assert await _ids(redis) == later
