@@ -132,16 +132,17 @@ def _unique(drafts: Sequence[Draft]) -> list[Draft]:
 
 
 async def _resolve_profiles(
-    session: AsyncSession, workspace_id: uuid.UUID, drafts: Sequence[Draft], now: datetime
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    drafts: Sequence[Draft],
+    known: Sequence[repository.KnownIdentity],
+    now: datetime,
 ) -> Plan:
-    ids = [d.ids for d in drafts]
-    keys = sorted({key for i in ids for key in _keys(i)})  # locked by the caller
-    known = await repository.find_identities(session, workspace_id, keys)
     resolver = Resolver(
         known={(k.kind, k.value): k.profile_id for k in known},
         users={k.profile_id: k.user_id for k in known},
     )
-    plan = resolver.resolve(ids)
+    plan = resolver.resolve([d.ids for d in drafts])
     await repository.apply_plan(session, workspace_id, plan, now)
     return plan
 
@@ -211,13 +212,12 @@ async def record_drafts(
     # Lock every id the batch names before claiming messageIds: requests sharing a shopper (and so
     # any retried message) then run one after the other, and nothing waits in a cycle.
     all_keys = sorted({key for d in drafts for key in _keys(d.ids)})
-    await repository.plan_by_key(session)
-    await repository.lock_identities(session, workspace_id, all_keys)
-    fresh_ids = await repository.claim_message_ids(
-        session, workspace_id, [(d.message_id, d.event_id) for d in drafts], received_at
+    await repository.plan_by_key_and_lock(session, workspace_id, all_keys)
+    claimed = await repository.claim_and_find(
+        session, workspace_id, [(d.message_id, d.event_id) for d in drafts], all_keys, received_at
     )
-    fresh = [d for d in drafts if d.message_id in fresh_ids]
-    plan = await _resolve_profiles(session, workspace_id, fresh, received_at)
+    fresh = [d for d in drafts if d.message_id in claimed.fresh]
+    plan = await _resolve_profiles(session, workspace_id, fresh, claimed.known, received_at)
     events = [_event(draft, profile) for draft, profile in zip(fresh, plan.profile_of_message, strict=True)]
     await repository.insert_events(session, workspace_id, events, received_at)
     # merged profiles now own events of other profiles: rebuild them; fold the rest in incrementally
