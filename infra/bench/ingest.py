@@ -426,8 +426,8 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
         "Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode(),
         "Content-Type": "application/json",
     }
-    # enough for both loops at up to 15,000 events/s (a loop that runs out of batches just ends early)
-    needed = int((args.seconds * 2 + 5) * 15_000 / BATCH)
+    # enough for both loops at up to 25,000 events/s (a loop that runs out of batches just ends early)
+    needed = int((args.seconds * 2 + 5) * 25_000 / BATCH)
     print(f"machine: {os.cpu_count()} cores; generating {needed:,} batches of {BATCH} ...", flush=True)
     batches = make_batches(needed, args.shoppers_per_batch)
     copy_rate = await copy_baseline(database_url, batches[:300])

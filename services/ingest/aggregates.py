@@ -18,7 +18,7 @@ group-bys over every event of the batch) it was a third of Postgres's time per e
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -221,9 +221,13 @@ async def apply(
     timezone: str,
     events: Iterable[EventLike],
     consents: Sequence[Consent] = (),
+    *,
+    last_seen: Mapping[uuid.UUID, datetime] | None = None,
 ) -> None:
     """Fold new events into their profiles' aggregates (same transaction as the events), and record
-    `consents` (the latest word on each topic wins) in the same round trip."""
+    `consents` (the latest word on each topic wins) in the same round trip. `last_seen`: the
+    profiles' last activity before these events where the caller read it already (a profile
+    missing from it had none); read here when not given."""
     # by instant as a float: comparing aware datetimes asks both for their UTC offset every time
     facts = sorted(
         (f for f in map(fact_of, events) if f is not None), key=lambda f: f.occurred_at.timestamp()
@@ -231,8 +235,9 @@ async def apply(
     if not facts and not consents:
         return
     connection = await driver_connection(session)
-    seen_before = await _seen_before(connection, workspace_id, deltas.activity_profiles(facts))
-    batch = deltas.reduce(facts, seen_before, timezone)
+    if last_seen is None:
+        last_seen = await _seen_before(connection, workspace_id, deltas.activity_profiles(facts))
+    batch = deltas.reduce(facts, last_seen, timezone)
     sql, rows = _first_statement(
         [
             (_PROFILES, batch.profiles),

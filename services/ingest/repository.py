@@ -102,7 +102,8 @@ async def plan_by_key_and_lock(session: AsyncSession, workspace_id: uuid.UUID, k
 
 
 # The messageIds claimed (the repeats left out), and the identities already known among the batch's
-# ids, as one result: claimed ids in `message_id`, known identities in the other columns.
+# ids with their profile's last activity (the visits continue it: services/ingest/deltas.py), as one
+# result: claimed ids in `message_id`, known identities in the other columns.
 # The claim goes in one lock order for every request, so concurrent retries cannot deadlock.
 # Each id is a primary-key probe. The LIMITs keep the subqueries apart from the outer query, so
 # the planner cannot turn them into a join that reads the whole workspace (it did while the tables
@@ -116,10 +117,11 @@ _CLAIM_AND_FIND = """
         ON CONFLICT (workspace_id, message_id) DO NOTHING
         RETURNING message_id
     )
-    SELECT message_id, NULL AS kind, NULL AS value, NULL::uuid AS profile_id, NULL AS user_id
+    SELECT message_id, NULL AS kind, NULL AS value, NULL::uuid AS profile_id, NULL AS user_id,
+           NULL::timestamptz AS last_seen_at
     FROM claimed
     UNION ALL
-    SELECT NULL, k.kind, k.value, i.profile_id, p.user_id
+    SELECT NULL, k.kind, k.value, i.profile_id, p.user_id, a.last_seen_at
     FROM unnest($5::text[], $6::text[]) AS k(kind, value)
     CROSS JOIN LATERAL (
         SELECT profile_id FROM ingest.identities
@@ -129,6 +131,11 @@ _CLAIM_AND_FIND = """
     CROSS JOIN LATERAL (
         SELECT user_id FROM ingest.profiles WHERE id = i.profile_id AND workspace_id = $1::uuid LIMIT 1
     ) AS p
+    LEFT JOIN LATERAL (
+        SELECT last_seen_at FROM ingest.profile_aggregates
+        WHERE profile_id = i.profile_id AND workspace_id = $1::uuid
+        LIMIT 1
+    ) AS a ON true
 """
 
 
@@ -136,6 +143,7 @@ _CLAIM_AND_FIND = """
 class Claimed:
     fresh: set[str]  # the messageIds not seen before
     known: list[KnownIdentity]  # the identities among the keys asked for that exist already
+    last_seen: dict[uuid.UUID, datetime]  # the last activity of their profiles, where there was any
 
 
 async def claim_and_find(
@@ -145,7 +153,8 @@ async def claim_and_find(
     keys: Sequence[Key],
     received_at: datetime,
 ) -> Claimed:
-    """Record (message_id, event_id) pairs, and look up `keys`: one round trip."""
+    """Record (message_id, event_id) pairs, and look up `keys` and their profiles' last activity:
+    one round trip."""
     connection = await driver_connection(session)
     rows = await connection.fetch(
         _CLAIM_AND_FIND,
@@ -156,20 +165,22 @@ async def claim_and_find(
         [k for k, _ in keys],
         [v for _, v in keys],
     )
-    claimed = Claimed(set(), [])
-    for message_id, kind, value, profile_id, user_id in rows:
+    claimed = Claimed(set(), [], {})
+    for message_id, kind, value, profile_id, user_id, last_seen_at in rows:
         if message_id is not None:
             claimed.fresh.add(message_id)
-        else:
-            claimed.known.append(KnownIdentity(kind, value, profile_id, user_id))
+            continue
+        claimed.known.append(KnownIdentity(kind, value, profile_id, user_id))
+        if last_seen_at is not None:
+            claimed.last_seen[profile_id] = last_seen_at
     return claimed
 
 
-# New profiles, their new identities, and user ids given to known anonymous profiles: one statement,
-# each list one JSON text ($3..$5). The identities' foreign key is checked at the end of the
-# statement, when the new profiles are in.
+# New profiles, their new identities, and user ids given to known anonymous profiles, as CTEs of the
+# batch's write (`write_batch`), each list one JSON text ($3..$5). The identities' foreign key is
+# checked at the end of the statement, when the new profiles are in.
 _WRITE_IDENTITIES = """
-    WITH new_profiles AS (
+    new_profiles AS (
         INSERT INTO ingest.profiles (id, workspace_id, user_id, created_at, updated_at)
         SELECT p.id, $1::uuid, p.user_id, $2::timestamptz, $2::timestamptz
         FROM json_to_recordset($3::json) AS p(id uuid, user_id text)
@@ -186,9 +197,7 @@ _WRITE_IDENTITIES = """
         WHERE p.workspace_id = $1::uuid AND p.id = u.id AND p.user_id IS NULL
           AND p.id = ANY(ARRAY(SELECT (json_array_elements($5::json) ->> 'id')::uuid))
         RETURNING 1
-    )
-    SELECT 1
-"""
+    )"""
 
 
 def json_text(rows: Sequence[Any]) -> str:
@@ -202,20 +211,6 @@ def json_bytes(rows: Sequence[Any]) -> bytes:
     text parameter of Korean text is decoded to a `str` and encoded back by asyncpg (~2 us per
     event's properties and context); bytes go as they are."""
     return orjson.dumps(rows, default=str)
-
-
-async def _write_identities(
-    session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, now: datetime
-) -> None:
-    connection = await driver_connection(session)
-    await connection.execute(
-        _WRITE_IDENTITIES,
-        workspace_id,
-        now,
-        json_text([{"id": p, "user_id": u} for p, u in plan.new_profiles.items()]),
-        json_text([{"kind": k, "value": v, "profile_id": p} for (k, v), p in plan.new_identities.items()]),
-        json_text([{"id": p, "user_id": u} for p, u in plan.user_ids.items()]),
-    )
 
 
 # A merge moves the source profile's identities, events and traits to the target (the target's traits
@@ -299,11 +294,11 @@ _MERGE_TRAITS = text("""
 """)
 
 
-async def apply_plan(session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, now: datetime) -> None:
-    """Write what identity resolution decided: new profiles and identities, merges, traits."""
+async def apply_merges_and_traits(
+    session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, now: datetime
+) -> None:
+    """Write the rest of what identity resolution decided (after `write_batch`): merges, traits."""
     scope: dict[str, Any] = {"workspace_id": workspace_id, "now": now}
-    if plan.new_profiles or plan.new_identities or plan.user_ids:
-        await _write_identities(session, workspace_id, plan, now)
     if plan.merges:
         merges = {"sources": [s for s, _ in plan.merges], "targets": [t for _, t in plan.merges]}
         for statement in _MERGE_STATEMENTS:
@@ -317,14 +312,14 @@ async def apply_plan(session: AsyncSession, workspace_id: uuid.UUID, plan: Plan,
 
 # -- events and outbox ---------------------------------------------------------------------------
 
-# The events come as ONE JSON text ($3, the `NewEvent`s written by orjson in C): Postgres parses it
+# The events come as ONE JSON text (the `NewEvent`s written by orjson in C): Postgres parses it
 # in C, where arrays of text would cost asyncpg a check and an encode per element, and a per-event
 # orjson call for the properties and the context. Read as jsonb, the properties and the context are
 # parsed once: `json_to_recordset` parsed each again into jsonb, and made a hash table per row
 # (~6 us an event more).
 _INSERT_EVENTS = """
-    WITH input AS (
-        SELECT * FROM jsonb_to_recordset(convert_from($3::bytea, 'UTF8')::jsonb) AS e(
+    input AS (
+        SELECT * FROM jsonb_to_recordset(convert_from({events}::bytea, 'UTF8')::jsonb) AS e(
             id uuid, profile_id uuid, message_id text, type text, name text, properties jsonb,
             context jsonb, occurred_at timestamptz)
     ), events AS (
@@ -334,24 +329,37 @@ _INSERT_EVENTS = """
         SELECT id, $1::uuid, profile_id, message_id, type, name, properties, context, occurred_at,
                $2::timestamptz
         FROM input
-    )
-    INSERT INTO ingest.event_outbox
-        (workspace_id, event_ids, event_times, profile_ids, types, names, created_at)
-    SELECT $1::uuid, array_agg(id), array_agg(occurred_at), array_agg(profile_id), array_agg(type),
-           array_agg(name), $2::timestamptz
-    FROM input  -- the aggregates of one group read the rows in one order: the arrays line up
-"""
+    ), outbox AS (
+        INSERT INTO ingest.event_outbox
+            (workspace_id, event_ids, event_times, profile_ids, types, names, created_at)
+        SELECT $1::uuid, array_agg(id), array_agg(occurred_at), array_agg(profile_id), array_agg(type),
+               array_agg(name), $2::timestamptz
+        FROM input  -- the aggregates of one group read the rows in one order: the arrays line up
+    )"""
+_EVENTS_ONLY = "WITH" + _INSERT_EVENTS.format(events="$3") + "\nSELECT 1"
+_IDENTITIES_AND_EVENTS = "WITH" + _WRITE_IDENTITIES + "," + _INSERT_EVENTS.format(events="$6") + "\nSELECT 1"
 
 
-async def insert_events(
-    session: AsyncSession, workspace_id: uuid.UUID, events: Sequence[NewEvent], received_at: datetime
+async def write_batch(
+    session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, events: Sequence[NewEvent], now: datetime
 ) -> None:
-    """The events and their outbox row (one for them all), in one statement (so in the same
-    transaction)."""
+    """The new profiles and identities the plan made, the events, and their outbox row (one for
+    them all), in one statement (so in the same transaction, and one round trip)."""
     if not events:
         return
     connection = await driver_connection(session)
-    await connection.execute(_INSERT_EVENTS, workspace_id, received_at, json_bytes(events))
+    if not (plan.new_profiles or plan.new_identities or plan.user_ids):
+        await connection.execute(_EVENTS_ONLY, workspace_id, now, json_bytes(events))
+        return
+    await connection.execute(
+        _IDENTITIES_AND_EVENTS,
+        workspace_id,
+        now,
+        json_text([{"id": p, "user_id": u} for p, u in plan.new_profiles.items()]),
+        json_text([{"kind": k, "value": v, "profile_id": p} for (k, v), p in plan.new_identities.items()]),
+        json_text([{"id": p, "user_id": u} for p, u in plan.user_ids.items()]),
+        json_bytes(events),
+    )
 
 
 # (workspace_id, event_id, profile_id, type, name, occurred_at), the ids as text: the publisher

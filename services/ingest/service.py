@@ -131,20 +131,12 @@ def _unique(drafts: Sequence[Draft]) -> list[Draft]:
     return list(seen.values())
 
 
-async def _resolve_profiles(
-    session: AsyncSession,
-    workspace_id: uuid.UUID,
-    drafts: Sequence[Draft],
-    known: Sequence[repository.KnownIdentity],
-    now: datetime,
-) -> Plan:
+def _resolve_profiles(drafts: Sequence[Draft], known: Sequence[repository.KnownIdentity]) -> Plan:
     resolver = Resolver(
         known={(k.kind, k.value): k.profile_id for k in known},
         users={k.profile_id: k.user_id for k in known},
     )
-    plan = resolver.resolve([d.ids for d in drafts])
-    await repository.apply_plan(session, workspace_id, plan, now)
-    return plan
+    return resolver.resolve([d.ids for d in drafts])
 
 
 def _event(draft: Draft, profile_id: uuid.UUID) -> NewEvent:
@@ -217,16 +209,17 @@ async def record_drafts(
         session, workspace_id, [(d.message_id, d.event_id) for d in drafts], all_keys, received_at
     )
     fresh = [d for d in drafts if d.message_id in claimed.fresh]
-    plan = await _resolve_profiles(session, workspace_id, fresh, claimed.known, received_at)
+    plan = _resolve_profiles(fresh, claimed.known)
     events = [_event(draft, profile) for draft, profile in zip(fresh, plan.profile_of_message, strict=True)]
-    await repository.insert_events(session, workspace_id, events, received_at)
+    await repository.write_batch(session, workspace_id, plan, events, received_at)
+    await repository.apply_merges_and_traits(session, workspace_id, plan, received_at)
     # merged profiles now own events of other profiles: rebuild them; fold the rest in incrementally
     merged = sorted({target for _source, target in plan.merges})
     await aggregates.recompute(session, workspace_id, timezone, merged)
     # consents (latest word wins) go in the same round trip as the aggregates
     given = [c for e in events for c in consents.consents_of(e)]
     unmerged = [e for e in events if e.profile_id not in merged]
-    await aggregates.apply(session, workspace_id, timezone, unmerged, given)
+    await aggregates.apply(session, workspace_id, timezone, unmerged, given, last_seen=claimed.last_seen)
     # then the copies segments read, from the traits and consents just written
     await flags.refresh(session, workspace_id, {*plan.traits, *(c.profile_id for c in given), *merged})
     stored = {id(d) for d in fresh}
