@@ -176,14 +176,16 @@ async def claim_and_find(
     return claimed
 
 
-# New profiles, their new identities, and user ids given to known anonymous profiles, as CTEs of the
-# batch's write (`write_batch`), each list one JSON text ($3..$5). The identities' foreign key is
-# checked at the end of the statement, when the new profiles are in.
+# New profiles, their new identities, and the user ids and traits given to known profiles, as CTEs of
+# the batch's write (`write_batch`), each list one JSON text ($3..$5). A profile is written by one
+# of them only (a row updated twice in one statement keeps one of the two). The identities' foreign
+# key is checked at the end of the statement, when the new profiles are in. Traits merge key by key,
+# the batch's winning; a merge later in the transaction keeps them (the target's traits win there).
 _WRITE_IDENTITIES = """
     new_profiles AS (
-        INSERT INTO ingest.profiles (id, workspace_id, user_id, created_at, updated_at)
-        SELECT p.id, $1::uuid, p.user_id, $2::timestamptz, $2::timestamptz
-        FROM json_to_recordset($3::json) AS p(id uuid, user_id text)
+        INSERT INTO ingest.profiles (id, workspace_id, user_id, traits, created_at, updated_at)
+        SELECT p.id, $1::uuid, p.user_id, coalesce(p.traits, '{}'), $2::timestamptz, $2::timestamptz
+        FROM json_to_recordset($3::json) AS p(id uuid, user_id text, traits jsonb)
         RETURNING 1
     ), new_identities AS (
         INSERT INTO ingest.identities (workspace_id, kind, value, profile_id)
@@ -191,11 +193,14 @@ _WRITE_IDENTITIES = """
         FROM json_to_recordset($4::json) AS i(kind text, value text, profile_id uuid)
         ON CONFLICT (workspace_id, kind, value) DO NOTHING
         RETURNING 1
-    ), named AS (
-        UPDATE ingest.profiles AS p SET user_id = u.user_id, updated_at = $2::timestamptz
-        FROM json_to_recordset($5::json) AS u(id uuid, user_id text)
-        WHERE p.workspace_id = $1::uuid AND p.id = u.id AND p.user_id IS NULL
-          AND p.id = ANY(ARRAY(SELECT (json_array_elements($5::json) ->> 'id')::uuid))
+    ), updated_profiles AS (  -- an upsert, so each profile is reached through its key
+        INSERT INTO ingest.profiles AS p (id, workspace_id, user_id, traits, updated_at)
+        SELECT u.id, $1::uuid, u.user_id, coalesce(u.traits, '{}'), $2::timestamptz
+        FROM json_to_recordset($5::json) AS u(id uuid, user_id text, traits jsonb)
+        ON CONFLICT (id) DO UPDATE
+        SET user_id = coalesce(p.user_id, excluded.user_id), traits = p.traits || excluded.traits,
+            updated_at = excluded.updated_at
+        WHERE p.workspace_id = excluded.workspace_id
         RETURNING 1
     )"""
 
@@ -283,31 +288,21 @@ _MERGE_STATEMENTS = [
     _after_merged("DELETE FROM ingest.profiles AS p USING merged WHERE p.id = merged.source"),
 ]
 
+
 # An upsert, so each profile is reached through its key; every profile named exists (found or made
 # by this batch), so only the update happens, and only inside the workspace.
-_MERGE_TRAITS = text("""
-    INSERT INTO ingest.profiles AS p (id, workspace_id, traits, updated_at)
-    SELECT t.id, :workspace_id, CAST(t.traits AS jsonb), :now
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:traits AS text[])) AS t(id, traits)
-    ON CONFLICT (id) DO UPDATE SET traits = p.traits || excluded.traits, updated_at = excluded.updated_at
-    WHERE p.workspace_id = excluded.workspace_id
-""")
-
-
-async def apply_merges_and_traits(
-    session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, now: datetime
-) -> None:
-    """Write the rest of what identity resolution decided (after `write_batch`): merges, traits."""
-    scope: dict[str, Any] = {"workspace_id": workspace_id, "now": now}
-    if plan.merges:
-        merges = {"sources": [s for s, _ in plan.merges], "targets": [t for _, t in plan.merges]}
-        for statement in _MERGE_STATEMENTS:
-            await session.execute(statement, {**scope, **merges})
-    if plan.traits:
-        traits = list(plan.traits.items())
-        await session.execute(
-            _MERGE_TRAITS, {**scope, "ids": [p for p, _ in traits], "traits": [_json(t) for _, t in traits]}
-        )
+async def apply_merges(session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, now: datetime) -> None:
+    """The merges identity resolution decided (after `write_batch`)."""
+    if not plan.merges:
+        return
+    scope = {
+        "workspace_id": workspace_id,
+        "now": now,
+        "sources": [s for s, _ in plan.merges],
+        "targets": [t for _, t in plan.merges],
+    }
+    for statement in _MERGE_STATEMENTS:
+        await session.execute(statement, scope)
 
 
 # -- events and outbox ---------------------------------------------------------------------------
@@ -343,21 +338,25 @@ _IDENTITIES_AND_EVENTS = "WITH" + _WRITE_IDENTITIES + "," + _INSERT_EVENTS.forma
 async def write_batch(
     session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, events: Sequence[NewEvent], now: datetime
 ) -> None:
-    """The new profiles and identities the plan made, the events, and their outbox row (one for
-    them all), in one statement (so in the same transaction, and one round trip)."""
+    """The new profiles and identities the plan made, the user ids and traits it gives, the events,
+    and their outbox row (one for them all), in one statement (so in the same transaction, and one
+    round trip)."""
     if not events:
         return
     connection = await driver_connection(session)
-    if not (plan.new_profiles or plan.new_identities or plan.user_ids):
+    if not (plan.new_profiles or plan.new_identities or plan.user_ids or plan.traits):
         await connection.execute(_EVENTS_ONLY, workspace_id, now, json_bytes(events))
         return
+    new = [{"id": p, "user_id": u, "traits": plan.traits.get(p)} for p, u in plan.new_profiles.items()]
+    known = (plan.user_ids.keys() | plan.traits.keys()) - plan.new_profiles.keys()
+    updated = [{"id": p, "user_id": plan.user_ids.get(p), "traits": plan.traits.get(p)} for p in known]
     await connection.execute(
         _IDENTITIES_AND_EVENTS,
         workspace_id,
         now,
-        json_text([{"id": p, "user_id": u} for p, u in plan.new_profiles.items()]),
+        json_text(new),
         json_text([{"kind": k, "value": v, "profile_id": p} for (k, v), p in plan.new_identities.items()]),
-        json_text([{"id": p, "user_id": u} for p, u in plan.user_ids.items()]),
+        json_text(updated),
         json_bytes(events),
     )
 

@@ -212,7 +212,7 @@ async def record_drafts(
     plan = _resolve_profiles(fresh, claimed.known)
     events = [_event(draft, profile) for draft, profile in zip(fresh, plan.profile_of_message, strict=True)]
     await repository.write_batch(session, workspace_id, plan, events, received_at)
-    await repository.apply_merges_and_traits(session, workspace_id, plan, received_at)
+    await repository.apply_merges(session, workspace_id, plan, received_at)
     # merged profiles now own events of other profiles: rebuild them; fold the rest in incrementally
     merged = sorted({target for _source, target in plan.merges})
     await aggregates.recompute(session, workspace_id, timezone, merged)

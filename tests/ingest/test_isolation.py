@@ -111,9 +111,7 @@ async def test_a_merge_plan_naming_another_stores_profiles_moves_nothing(db, mak
 
     async with session_scope(db) as session:
         plan = Plan(merges=[(source, target)])
-        await repository.apply_merges_and_traits(
-            session, store_a.id, plan, datetime(2026, 11, 24, 12, 1, tzinfo=UTC)
-        )
+        await repository.apply_merges(session, store_a.id, plan, datetime(2026, 11, 24, 12, 1, tzinfo=UTC))
         await aggregates.recompute(session, store_a.id, store_a.timezone, [source, target])
 
     assert await _aggregates_of(db, store_b.id) == aggregates_before
