@@ -109,17 +109,7 @@ class EventsRecorded(Contract):
     events: list[RecordedEvent] = Field(min_length=1)
 
     def each(self) -> list[EventRecorded]:
-        return [
-            EventRecorded(
-                workspace_id=self.workspace_id,
-                event_id=e.event_id,
-                profile_id=e.profile_id,
-                type=e.type,
-                name=e.name,
-                occurred_at=e.occurred_at,
-            )
-            for e in self.events
-        ]
+        return [EventRecorded(workspace_id=self.workspace_id, **e.model_dump()) for e in self.events]
 
 
 def recorded_events(message: Contract) -> list[EventRecorded]:
