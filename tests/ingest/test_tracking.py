@@ -281,3 +281,10 @@ async def test_a_batch_naming_thousands_of_shoppers_is_stored(client, db, shop):
     response = await client.post("/v1/batch", json={"batch": batch})
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 6000
+
+
+async def test_each_event_gets_its_own_random_id(client, db, shop):
+    response = await client.post("/v1/batch", json={"batch": [track(userId="user-1004") for _ in range(50)]})
+    assert response.json()["accepted"] == 50
+    ids = [e.id for e in await events_of(db, shop.workspace.id)]
+    assert len(set(ids)) == 50 and {i.version for i in ids} == {4}
