@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
 
 from services.ingest import aggregates, consents, flags, repository
 from services.ingest.identity import ANONYMOUS_ID, USER_ID, Ids, Key, Plan, Resolver
@@ -75,7 +76,9 @@ class _Clock:
 
 def _draft(message: Message, clock: _Clock, batch_context: dict[str, Any]) -> Draft:
     return Draft(
-        event_id=uuid.uuid4(),
+        # time-ordered: the events' primary key index takes each at its end, where random ids
+        # landed anywhere in it (~1.5 us an event of Postgres's time at 240,000 events, more as it grows)
+        event_id=uuid7(),
         message_id=message.message_id or str(uuid.uuid4()),
         message=message,
         occurred_at=clock.occurred_at(message),

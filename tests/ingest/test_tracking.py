@@ -283,8 +283,13 @@ async def test_a_batch_naming_thousands_of_shoppers_is_stored(client, db, shop):
     assert response.json()["accepted"] == 6000
 
 
-async def test_each_event_gets_its_own_random_id(client, db, shop):
-    response = await client.post("/v1/batch", json={"batch": [track(userId="user-1004") for _ in range(50)]})
-    assert response.json()["accepted"] == 50
-    ids = [e.id for e in await events_of(db, shop.workspace.id)]
-    assert len(set(ids)) == 50 and {i.version for i in ids} == {4}
+async def test_each_event_gets_its_own_time_ordered_id(client, db, shop):
+    """Version 7: the events' key index takes new events at its end (services/ingest/service.py)."""
+    stored: list[set] = []
+    for _ in range(2):
+        batch = [track(userId="user-1004") for _ in range(50)]
+        assert (await client.post("/v1/batch", json={"batch": batch})).json()["accepted"] == 50
+        stored.append({e.id for e in await events_of(db, shop.workspace.id)} - set().union(*stored))
+    first, second = stored
+    assert len(first) == len(second) == 50 and {i.version for i in first | second} == {7}
+    assert max(first) < min(second)  # later requests, later ids
