@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from uuid_utils.compat import uuid7
+
 USER_ID = "user_id"
 ANONYMOUS_ID = "anonymous_id"
 
@@ -52,7 +54,7 @@ class Resolver:
         self,
         known: dict[Key, uuid.UUID],
         users: dict[uuid.UUID, str | None],
-        new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+        new_id: Callable[[], uuid.UUID] = uuid7,  # time-ordered, as event ids (service.py)
     ) -> None:
         self._profile_of = dict(known)
         self._user_of = dict(users)
