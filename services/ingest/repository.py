@@ -193,7 +193,9 @@ _WRITE_IDENTITIES = """
         FROM json_to_recordset($4::json) AS i(kind text, value text, profile_id uuid)
         ON CONFLICT (workspace_id, kind, value) DO NOTHING
         RETURNING 1
-    ), updated_profiles AS (  -- an upsert, so each profile is reached through its key
+    ), updated_profiles AS (
+        -- an upsert, so each profile is reached through its key; every profile named exists (found
+        -- by this batch), so only the update happens, and only inside the workspace
         INSERT INTO ingest.profiles AS p (id, workspace_id, user_id, traits, updated_at)
         SELECT u.id, $1::uuid, u.user_id, coalesce(u.traits, '{}'), $2::timestamptz
         FROM json_to_recordset($5::json) AS u(id uuid, user_id text, traits jsonb)
@@ -289,8 +291,6 @@ _MERGE_STATEMENTS = [
 ]
 
 
-# An upsert, so each profile is reached through its key; every profile named exists (found or made
-# by this batch), so only the update happens, and only inside the workspace.
 async def apply_merges(session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, now: datetime) -> None:
     """The merges identity resolution decided (after `write_batch`)."""
     if not plan.merges:
