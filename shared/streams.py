@@ -102,7 +102,7 @@ async def consume_once(
 
 
 def _entry_id(text: str | bytes) -> tuple[int, int]:
-    milliseconds, _, sequence = (text.decode() if isinstance(text, bytes) else text).partition("-")
+    milliseconds, _, sequence = _text(text).partition("-")
     return int(milliseconds), int(sequence or 0)
 
 
