@@ -378,12 +378,14 @@ async def database_backends(database_url: str) -> list[int]:
 
 
 async def _measured_processes(database_url: str, app_pid: int, publisher_pid: int) -> dict[str, list[int]]:
-    """The processes whose CPU the closed loop is charged: the uvicorn workers, the publisher, and
-    the Postgres backends connected to the bench's database."""
+    """The processes whose CPU the closed loop is charged: the uvicorn workers, the publisher, the
+    Postgres backends connected to the bench's database, and this process (the load generator: a
+    store's traffic would come from elsewhere)."""
     return {
         "uvicorn workers": [app_pid, *children(app_pid)],
         "publisher": [publisher_pid],
         "postgres backends": await database_backends(database_url),
+        "load generator": [os.getpid()],
     }
 
 
