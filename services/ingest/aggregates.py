@@ -37,10 +37,11 @@ from shared.db import driver_connection
 # is put together from the families a batch needs. They run on the request's own asyncpg connection
 # (same transaction). Every row names a different key, as ON CONFLICT DO UPDATE requires.
 
-# The profiles' last activity before the batch (the visits continue it): one primary-key probe per
-# profile, the LIMIT keeping each apart. `profile_id = ANY($2)` let the planner search by the
-# workspace alone and filter, which PostgreSQL 15 did once the workspace looked small to its
-# statistics (tests/ingest/test_batch_reads.py).
+# The profiles' last activity before the batch (the visits continue it), where the caller has not
+# read it (a recompute; a tracked batch reads it with its identities, repository.claim_and_find):
+# one primary-key probe per profile, the LIMIT keeping each apart. `profile_id = ANY($2)` let the
+# planner search by the workspace alone and filter, which PostgreSQL 15 did once the workspace
+# looked small to its statistics (tests/ingest/test_batch_reads.py).
 _SEEN_BEFORE = """
     SELECT a.profile_id, a.last_seen_at
     FROM unnest($2::uuid[]) AS p(id)

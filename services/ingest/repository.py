@@ -44,10 +44,6 @@ class KnownIdentity:
     user_id: str | None
 
 
-def _json(value: dict[str, Any]) -> str:
-    return orjson.dumps(value).decode()
-
-
 # -- plans ---------------------------------------------------------------------------------------
 
 
