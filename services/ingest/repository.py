@@ -26,7 +26,7 @@ from shared.db import driver_connection
 
 @dataclass
 class NewEvent:
-    id: uuid.UUID
+    id: str  # a uuid, as text
     profile_id: uuid.UUID
     message_id: str
     type: str
@@ -145,7 +145,7 @@ class Claimed:
 async def claim_and_find(
     session: AsyncSession,
     workspace_id: uuid.UUID,
-    message_ids: Sequence[tuple[str, uuid.UUID]],
+    message_ids: Sequence[tuple[str, str]],
     keys: Sequence[Key],
     received_at: datetime,
 ) -> Claimed:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from uuid_utils.compat import uuid7
+from uuid_utils import uuid7
 
 from services.ingest import aggregates, consents, flags, repository
 from services.ingest.identity import ANONYMOUS_ID, USER_ID, Ids, Key, Plan, Resolver
@@ -33,7 +33,7 @@ Message = TrackMessage | IdentifyMessage | PageMessage | ScreenMessage | GroupMe
 class Draft:
     """A valid message made ready to store."""
 
-    event_id: uuid.UUID
+    event_id: str  # a time-ordered uuid (version 7), as text: what the statements and the JSON take
     message_id: str
     message: Message
     occurred_at: datetime
@@ -67,18 +67,22 @@ class _Clock:
         """Segment's clock-skew correction: timestamp + (receivedAt - sentAt), both sent by the same
         (possibly wrong) device clock. Without a timestamp the event happened when it arrived."""
         if message.timestamp is None:
-            return self.received_at
+            return self.received_at.astimezone(UTC)
         timestamp = _aware(message.timestamp)
         if message.sent_at is not None:
-            return timestamp + (self.received_at - _aware(message.sent_at))
-        return timestamp + self.batch_skew if self.batch_skew is not None else timestamp
+            timestamp += self.received_at - _aware(message.sent_at)
+        elif self.batch_skew is not None:
+            timestamp += self.batch_skew
+        # in UTC: two datetimes with one tzinfo object compare and subtract without asking it for
+        # their offsets (pydantic's parsed zones are each their own object, and a Python call)
+        return timestamp.astimezone(UTC)
 
 
 def _draft(message: Message, clock: _Clock, batch_context: dict[str, Any]) -> Draft:
     return Draft(
         # time-ordered: the events' primary key index takes each at its end, where random ids
         # landed anywhere in it (~1.5 us an event of Postgres's time at 240,000 events, more as it grows)
-        event_id=uuid7(),
+        event_id=str(uuid7()),  # uuid_utils' own type: ~0.3 us an id, a stdlib UUID ~1.2
         message_id=message.message_id or str(uuid.uuid4()),
         message=message,
         occurred_at=clock.occurred_at(message),
