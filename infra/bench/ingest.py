@@ -11,7 +11,7 @@ It prints, measured in this same run:
 1. COPY baseline: the same event rows COPYed into a bare table (what Postgres alone can take);
 2. closed loop: `--concurrency` requests in flight, batches of 100, as fast as ingest answers;
 3. open loop: batches sent at `--rate` events/s (or 70% of the closed-loop rate if lower), with
-   latency; `--timeline` adds the slowest batch of each second and when autovacuum ran meanwhile
+   latency; `--timeline` adds the slowest batch of each second, and when autovacuum and checkpoints ran
    (in session 11 some slow seconds matched autovacuum's runs on the freshly filled tables, others
    nothing in Postgres: this machine's own noise).
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -33,11 +34,14 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
+from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
 from infra import migrate, stack
@@ -291,15 +295,21 @@ async def closed_loop(
     return len(latencies) * BATCH / elapsed, latencies, errors
 
 
+@dataclass
+class Timeline:
+    started_at: datetime  # wall clock, to read beside the servers' logs
+    batches: list[tuple[float, float]] = field(default_factory=list)  # (seconds in when sent, latency)
+
+
 async def open_loop(
     http: aiohttp.ClientSession, batches: list[bytes], seconds: float, rate: float, headers: dict[str, str]
-) -> tuple[float, list[float], int, list[tuple[float, float]]]:
+) -> tuple[float, list[float], int, Timeline]:
     """Send a batch every BATCH/rate seconds regardless of answers; latency includes queueing.
-    Also returns each batch's (seconds into the loop when sent, latency)."""
+    Also returns each batch's (seconds into the loop when sent, latency) and when the loop started."""
     interval = BATCH / rate
     count = min(len(batches), int(seconds / interval))
     latencies: list[float] = []
-    timeline: list[tuple[float, float]] = []
+    timeline = Timeline(datetime.now(UTC))
     errors = 0
     started = time.perf_counter()
 
@@ -310,7 +320,7 @@ async def open_loop(
             await response.read()
             errors += response.status != 200
         latencies.append(time.perf_counter() - sent)
-        timeline.append((sent - started, latencies[-1]))
+        timeline.batches.append((sent - started, latencies[-1]))
 
     tasks = []
     for i in range(count):
@@ -323,35 +333,47 @@ async def open_loop(
     return count * BATCH / elapsed, latencies, errors, timeline
 
 
-async def autovacuum_runs(database_url: str, stop: asyncio.Event) -> dict[str, tuple[float, float]]:
-    """Until `stop`: which tables autovacuum worked on, from when to when (seconds from the start),
-    read off pg_stat_activity every 100 ms."""
+async def background_runs(database_url: str, stop: asyncio.Event) -> dict[str, tuple[float, float]]:
+    """Until `stop`: what ran beside the requests, from when to when (seconds from the start), read
+    off pg_stat_activity every 100 ms: autovacuum (by table) and checkpoints (the checkpointer is
+    anywhere but its idle wait; a checkpoint by WAL volume spreads its writes over ~90% of the next
+    one's WAL, and every page first changed after it starts goes to the WAL whole)."""
     conn = await _connect(database_url)
     runs: dict[str, tuple[float, float]] = {}
+    checkpoints = 0
     started = time.perf_counter()
+
+    def seen(label: str, at: float) -> None:
+        runs[label] = (runs.get(label, (at, at))[0], at)
+
     try:
         while not stop.is_set():
             at = time.perf_counter() - started
-            for (query,) in await conn.fetch(
-                "SELECT query FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            for backend_type, query, wait_event in await conn.fetch(
+                "SELECT backend_type, query, wait_event FROM pg_stat_activity "
+                "WHERE backend_type IN ('autovacuum worker', 'checkpointer')"
             ):
-                table = query.removeprefix("autovacuum: ").split(" (")[0]
-                runs[table] = (runs.get(table, (at, at))[0], at)
+                if backend_type == "autovacuum worker":
+                    seen("autovacuum " + query.removeprefix("autovacuum: ").split(" (")[0], at)
+                elif wait_event != "CheckpointerMain":
+                    last = runs.get(f"checkpoint {checkpoints}")
+                    checkpoints += last is None or at - last[1] > 1.0
+                    seen(f"checkpoint {checkpoints}", at)
             await asyncio.sleep(0.1)
     finally:
         await conn.close()
     return runs
 
 
-def _report_timeline(timeline: list[tuple[float, float]], autovacuum: dict[str, tuple[float, float]]) -> None:
-    """The slowest batch sent in each second, beside what autovacuum did meanwhile."""
+def _report_timeline(timeline: Timeline, background: dict[str, tuple[float, float]]) -> None:
+    """The slowest batch sent in each second, beside what ran in the background meanwhile."""
     slowest: dict[int, float] = {}
-    for sent, latency in timeline:
+    for sent, latency in timeline.batches:
         slowest[int(sent)] = max(slowest.get(int(sent), 0.0), latency)
     seconds = " ".join(f"{second}s {latency * 1000:.0f}" for second, latency in sorted(slowest.items()))
-    print(f"  slowest batch per second (ms): {seconds}")
-    for table, (first, last) in sorted(autovacuum.items(), key=lambda item: item[1]):
-        print(f"  autovacuum {first:5.1f}-{last:5.1f} s  {table}")
+    print(f"  slowest batch per second (ms) from {timeline.started_at:%H:%M:%S} UTC: {seconds}")
+    for label, (first, last) in sorted(background.items(), key=lambda item: item[1]):
+        print(f"  {first:5.1f}-{last:5.1f} s  {label}")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -415,6 +437,33 @@ def run(args: argparse.Namespace) -> None:
         asyncio.run(measure(args, ready.require_database_url(), ready.require_redis_url()))
 
 
+@contextlib.asynccontextmanager
+async def stream_kept_up(redis_url: str, stream: str) -> AsyncIterator[None]:
+    """The events stream as a deployment has it: fresh, with a consumer group that keeps up (as the
+    segmenter's does), so the ingest worker trims it as it goes. Without a group nothing is trimmed
+    for DASI_EVENTS_STREAM_KEEP_HOURS: the bench's Valkey held every run's events (700 MB after a
+    day of runs), and its append-only-file rewrites wrote a few hundred MB at once, which stalled
+    Postgres's commits (session 13: the open loop's slowest seconds were those writes)."""
+    client = Redis.from_url(redis_url)
+    await client.delete(stream)
+    await client.xgroup_create(stream, "bench", id="$", mkstream=True)
+
+    async def keep_up() -> None:  # everything so far read and acked, without reading it
+        while True:
+            await client.xgroup_setid(stream, "bench", id="$")
+            await asyncio.sleep(0.25)
+
+    task = asyncio.create_task(keep_up())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.delete(stream)
+        await client.aclose()
+
+
 async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> None:
     name = f"dasi_bench_{uuid.uuid4().hex[:8]}"
     await _admin(server_url, f'CREATE DATABASE "{name}"')
@@ -435,6 +484,20 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
     copy_rate = await copy_baseline(database_url, batches[:300])
     print(f"{'COPY baseline (same rows, bare table)':<34} {copy_rate:>9,.0f} events/s")
 
+    try:
+        async with stream_kept_up(redis_url, settings.events_stream):
+            await _run_loops(args, settings, database_url, batches, headers)
+    finally:
+        await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _run_loops(
+    args: argparse.Namespace,
+    settings: Settings,
+    database_url: str,
+    batches: list[bytes],
+    headers: dict[str, str],
+) -> None:
     process = _start_ingest(settings, args.workers)
     publisher = _start_ingest_worker(settings)
     try:
@@ -457,7 +520,7 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
             stop_watching = asyncio.Event()
             watching = None
             if args.timeline:
-                watching = asyncio.create_task(autovacuum_runs(database_url, stop_watching))
+                watching = asyncio.create_task(background_runs(database_url, stop_watching))
             rate, latencies, errors, timeline = await open_loop(
                 http, batches[half:], args.seconds, target, headers
             )
@@ -469,7 +532,6 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
         for child in (process, publisher):
             child.terminate()
             child.wait(timeout=20)
-        await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
