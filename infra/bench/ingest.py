@@ -442,7 +442,7 @@ async def stream_kept_up(redis_url: str, stream: str) -> AsyncIterator[None]:
     """The events stream as a deployment has it: fresh, with a consumer group that keeps up (as the
     segmenter's does), so the ingest worker trims it as it goes. Without a group nothing is trimmed
     for DASI_EVENTS_STREAM_KEEP_HOURS: the bench's Valkey held every run's events (700 MB after a
-    day of runs), and its append-only-file rewrites wrote a few hundred MB at once, which stalled
+    morning of runs), and its append-only-file rewrites wrote a few hundred MB at once, which stalled
     Postgres's commits (session 13: the open loop's slowest seconds were those writes)."""
     client = Redis.from_url(redis_url)
     await client.delete(stream)
