@@ -176,6 +176,7 @@ def _start_ingest(settings: Settings, workers: int) -> subprocess.Popen[bytes]:
         **os.environ,
         "DASI_DATABASE_URL": settings.database_url or "",
         "DASI_REDIS_URL": settings.redis_url or "",
+        "DASI_EVENTS_STREAM": settings.events_stream,
         "DASI_LOG_LEVEL": "WARNING",
         "DASI_DB_POOL_SIZE": "8",
     }
@@ -205,6 +206,7 @@ def _start_ingest_worker(settings: Settings) -> subprocess.Popen[bytes]:
         **os.environ,
         "DASI_DATABASE_URL": settings.database_url or "",
         "DASI_REDIS_URL": settings.redis_url or "",
+        "DASI_EVENTS_STREAM": settings.events_stream,
         "DASI_LOG_LEVEL": "WARNING",
     }
     log = settings.state_dir / "bench-ingest-worker.log"  # arq logs every job; keep them off the report
@@ -469,7 +471,8 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
     await _admin(server_url, f'CREATE DATABASE "{name}"')
     database_url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     await asyncio.to_thread(migrate.upgrade, database_url)
-    settings = Settings(database_url=database_url, redis_url=redis_url)
+    # a stream of its own, as the database: the bench deletes it before and after (stream_kept_up)
+    settings = Settings(database_url=database_url, redis_url=redis_url, events_stream=f"dasi:events:{name}")
     write_key = await _new_workspace(settings)
     import base64
 
