@@ -547,7 +547,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=30_000)
     parser.add_argument("--shoppers-per-batch", type=int, default=5)
     parser.add_argument(
-        "--timeline", action="store_true", help="the open loop's slowest batch each second; autovacuum's runs"
+        "--timeline",
+        action="store_true",
+        help="the open loop's slowest batch each second; autovacuum's runs and checkpoints",
     )
     run(parser.parse_args())
 
