@@ -81,11 +81,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "server_settings": {
                 # JIT compiling costs 50-200 ms a statement; short OLTP statements never earn it back
                 "jit": "off",
-                # pages this backend writes out are handed to the disk every 256 kB instead of left
-                # to the kernel, which wrote ~100-200 MB of them at once every ~30 s under ingest's
-                # load and stalled every commit meanwhile (session 13: open-loop p99 77-134 ms
-                # against 218-249 at 12,000 events/s; Postgres's default leaves it off)
-                "backend_flush_after": "256kB",
                 # asyncpg prepares every statement; after 5 runs Postgres may switch to a generic plan
                 # that ignores the batch's arrays (measured: 127 ms instead of 4 ms for an id lookup)
                 "plan_cache_mode": "force_custom_plan",

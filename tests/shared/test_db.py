@@ -1,5 +1,5 @@
 """`driver_connection`: the asyncpg connection inside the session's transaction, found once per
-transaction; and the settings every connection asks for."""
+transaction."""
 
 from __future__ import annotations
 
@@ -23,9 +23,3 @@ async def test_the_raw_connection_is_inside_the_transaction_and_kept_for_it(db):
         assert await again.fetchval("SELECT to_regclass('pg_temp.kept') IS NULL")  # rolled back
         await session.rollback()
 
-
-async def test_connections_hand_their_writes_to_the_disk_as_they_go(db):
-    # the kernel's delayed writeback of Postgres's pages came in bursts that stalled commits
-    async with db() as session:
-        assert (await session.execute(text("SHOW backend_flush_after"))).scalar() == "256kB"
-        assert (await session.execute(text("SHOW jit"))).scalar() == "off"
