@@ -22,4 +22,3 @@ async def test_the_raw_connection_is_inside_the_transaction_and_kept_for_it(db):
         assert again.is_in_transaction()
         assert await again.fetchval("SELECT to_regclass('pg_temp.kept') IS NULL")  # rolled back
         await session.rollback()
-
