@@ -103,6 +103,8 @@ def stop_postgres(state_dir: Path) -> None:
 
 
 def _valkey_paths(state_dir: Path) -> tuple[Path, Path, Path]:
+    # absolute: Valkey runs in its data dir and reads its config (and paths in it) from there
+    state_dir = state_dir.resolve()
     data_dir = state_dir / "valkey"
     return data_dir, data_dir / "valkey.pid", _socket_dir(state_dir, "valkey.sock") / "valkey.sock"
 

@@ -54,6 +54,16 @@ def test_servers_start_keep_data_and_stop(state_dir):
     assert redis_sync.Redis.from_url(again.redis_url).get("kept").decode() == "다시"
 
 
+def test_valkey_starts_and_stops_from_a_relative_state_dir(state_dir, monkeypatch):
+    monkeypatch.chdir(state_dir.parent)
+
+    url = embedded.start_redis(Path(".dasi"))
+
+    assert redis_sync.Redis.from_url(url).ping()
+    embedded.stop_redis(Path(".dasi"))
+    assert not embedded.redis_running(state_dir)
+
+
 def test_a_hard_killed_owner_leaves_servers_that_the_next_start_reuses(state_dir):
     # a process starts the servers and is then SIGKILLed, as a supervisor might be
     owner = subprocess.Popen(
