@@ -41,13 +41,14 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from redis.asyncio import Redis
+from arq.connections import ArqRedis
 from sqlalchemy.engine import make_url
 
 from infra import migrate, stack
 from infra.bench.measure import children, cpu_by_pid, cpu_used, machine_busy_seconds
 from shared.db import create_engine, create_sessionmaker, session_scope
 from shared.settings import PROJECT_ROOT, Settings
+from shared.streams import ensure_group
 from shared.workspaces import create_workspace
 
 BATCH = 100
@@ -444,11 +445,11 @@ async def stream_kept_up(redis_url: str, stream: str) -> AsyncIterator[None]:
     """The events stream as a deployment has it: fresh, with a consumer group that keeps up (as the
     segmenter's does), so the ingest worker trims it as it goes. Without a group nothing is trimmed
     for DASI_EVENTS_STREAM_KEEP_HOURS: the bench's Valkey held every run's events (700 MB after a
-    morning of runs), and its append-only-file rewrites wrote a few hundred MB at once, which stalled
-    Postgres's commits (session 13: the open loop's slowest seconds were those writes)."""
-    client = Redis.from_url(redis_url)
+    morning of runs), and its append-only-file rewrites wrote them all again, bursts of disk writes
+    in the middle of the measurements. Each run now starts alike."""
+    client = ArqRedis.from_url(redis_url)
     await client.delete(stream)
-    await client.xgroup_create(stream, "bench", id="$", mkstream=True)
+    await ensure_group(client, stream, "bench", start_id="$")
 
     async def keep_up() -> None:  # everything so far read and acked, without reading it
         while True:

@@ -61,13 +61,13 @@ class _Clock:
     @classmethod
     def of(cls, received_at: datetime, batch_sent_at: datetime | None) -> _Clock:
         skew = received_at - _aware(batch_sent_at) if batch_sent_at is not None else None
-        return cls(received_at, skew)
+        return cls(received_at.astimezone(UTC), skew)
 
     def occurred_at(self, message: SegmentMessage) -> datetime:
         """Segment's clock-skew correction: timestamp + (receivedAt - sentAt), both sent by the same
         (possibly wrong) device clock. Without a timestamp the event happened when it arrived."""
         if message.timestamp is None:
-            return self.received_at.astimezone(UTC)
+            return self.received_at
         timestamp = _aware(message.timestamp)
         if message.sent_at is not None:
             timestamp += self.received_at - _aware(message.sent_at)
