@@ -21,13 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from datetime import timedelta
-from itertools import groupby
-from operator import itemgetter
 from typing import Any
 
-import orjson
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -45,45 +41,24 @@ RELAY_IDLE_SLEEP = 0.05  # seconds between passes that found the outbox empty
 EVENTS_PER_ENTRY = 500
 RELAY_LOOP_SECONDS = 0.95  # how long one run of the job keeps draining; the cron starts one a second
 
-# the stream names only what segments and journeys key on; the same rule as before the outbox relay
-_NAMED_TYPES = frozenset({"track", "page", "screen"})
 _ENTRY_VERSION = str(EventsRecorded.version)
 
 
-def _event(row: repository.OutboxRow) -> dict[str, Any]:
-    _, event_id, profile_id, kind, name, occurred_at = row
-    return {
-        "event_id": event_id,
-        "profile_id": profile_id,
-        "type": kind,
-        "name": name if kind in _NAMED_TYPES else None,
-        "occurred_at": occurred_at,
-    }
-
-
-def stream_entries(rows: Sequence[repository.OutboxRow]) -> list[dict[str, str | bytes]]:
-    """The rows as `EventsRecorded` stream entries: one per workspace's run of rows, at most
-    EVENTS_PER_ENTRY events each. Written by orjson straight from the rows (the contract's own
-    validate-and-dump costs ~10 us an event; these values come from our own table);
-    `tests/ingest/test_outbox.py` decodes what is published with the contract."""
-    entries: list[dict[str, str | bytes]] = []
-    for workspace_id, run in groupby(rows, key=itemgetter(0)):
-        events = [_event(row) for row in run]
-        for start in range(0, len(events), EVENTS_PER_ENTRY):
-            body = {"workspace_id": workspace_id, "events": events[start : start + EVENTS_PER_ENTRY]}
-            entries.append({"kind": EventsRecorded.kind, "v": _ENTRY_VERSION, "body": orjson.dumps(body)})
-    return entries
+def _fields(entry: repository.OutboxEntry) -> dict[str, str | bytes]:
+    return {"kind": EventsRecorded.kind, "v": _ENTRY_VERSION, "body": entry.body}
 
 
 async def publish_outbox_chunk(
     session: AsyncSession, redis: ArqRedis, stream: str, limit: int = RELAY_CHUNK
 ) -> int:
-    """Take up to `limit` outbox rows and XADD their events; returns how many events. Raises (so the
-    caller's transaction rolls back and the rows stay) when Redis is unreachable."""
-    rows: Sequence[repository.OutboxRow] = await repository.take_outbox(session, limit)
-    if rows:
-        await publish_fields(redis, stream, stream_entries(rows))
-    return len(rows)
+    """Take up to `limit` outbox rows and XADD their events as `EventsRecorded` entries (Postgres
+    writes their bodies: `repository.take_outbox`; tests/ingest/test_outbox.py decodes them with the
+    contract); returns how many events. Raises (so the caller's transaction rolls back and the rows
+    stay) when Redis is unreachable."""
+    entries = await repository.take_outbox(session, limit, EVENTS_PER_ENTRY)
+    if entries:
+        await publish_fields(redis, stream, [_fields(entry) for entry in entries])
+    return sum(entry.events for entry in entries)
 
 
 async def drain_outbox(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, stream: str) -> int:

@@ -4,6 +4,7 @@ even if Redis was down then; publishers side by side never lose or double-claim 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from arq.cron import CronJob
@@ -62,6 +63,27 @@ async def test_redis_down_then_back_nothing_is_lost(settings, clock, db, redis, 
     assert {m.name for m in announced} == {"Product Viewed", "Order Completed"}
     assert await unpublished(db) == []
     assert await drain_outbox(db, redis, STREAM) == 0  # nothing published twice
+
+
+async def test_the_stream_says_of_each_event_what_was_stored(client, db, redis, shop):
+    """Postgres writes the entries: each event's id, profile, type and time as stored (to the
+    microsecond, in UTC), and its name only for the types segments key on."""
+    batch = [
+        track("장바구니 담기", userId="user-1004", timestamp="2026-11-24T20:15:30.123456+09:00"),
+        {"type": "page", "name": "/sale", "userId": "user-1004", "timestamp": "2026-11-24T11:16:00Z"},
+        {"type": "identify", "userId": "user-1004", "traits": {"name": "김민지"}},
+    ]
+    assert (await client.post("/v1/batch", json={"batch": batch})).status_code == 200
+
+    announced = {m.event_id: m for m in await published(db, redis)}
+    stored = await events_of(db, shop.workspace.id)
+    assert len(announced) == len(stored) == 3
+    for event in stored:
+        said = announced[event.id]
+        assert (said.workspace_id, said.profile_id, said.type) == (event.workspace_id, event.profile_id, event.type)
+        assert said.occurred_at == event.occurred_at and said.occurred_at.utcoffset() == timedelta(0)
+        assert said.name == (event.name if event.type != "identify" else None)
+    assert {m.name for m in announced.values()} == {"장바구니 담기", "/sale", None}
 
 
 async def test_a_job_that_cannot_reach_redis_fails_and_keeps_the_rows(settings, clock, db, shop, tmp_path):
