@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     events_stream_keep_hours: float = Field(default=24, gt=0)
     # ingest drops whole months of events older than this (None: keep everything)
     events_retention_months: int | None = Field(default=None, ge=1)
+    # a repeated messageId is ignored for at least this long after it was first received, at most
+    # twice that (services/ingest/dedupe.py)
+    dedupe_window_hours: float = Field(default=168, gt=0)
 
     @model_validator(mode="after")
     def _refuse_default_secret_outside_dev(self) -> Settings:

@@ -1,5 +1,5 @@
 """The tables ingest owns, in the `ingest` schema: profiles, identities, events, received message ids
-(dedupe) and the event outbox.
+(dedupe, within a window) and the event outbox.
 
 `events` is range-partitioned by `occurred_at` (monthly). Migration 0002 creates the partitions in
 the schema `ingest_partitions`, which alembic does not compare: the partitions are storage, not
@@ -20,11 +20,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Numeric,
+    SmallInteger,
     String,
     Uuid,
     false,
     func,
     text,
+    true,
 )
 from sqlalchemy import Identity as GeneratedAlways  # `Identity` here is a shopper's id
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -37,6 +39,7 @@ PARTITIONS_SCHEMA = "ingest_partitions"
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "alias", "group")
 IDENTITY_KINDS = ("user_id", "anonymous_id")
+DEDUPE_GENERATIONS = 3  # partitions of received_messages: the current, the previous, the one emptied next
 
 _EMPTY_JSON = text("'{}'::jsonb")
 
@@ -111,15 +114,34 @@ class Event(Base):
 
 
 class ReceivedMessage(Base):
-    """Every messageId ever accepted: a repeat is answered 200 and ignored (ON CONFLICT DO NOTHING)."""
+    """The messageIds accepted within the dedupe window: a repeat is answered 200 and ignored.
+    Partitioned by `generation` (migration 0013, services/ingest/dedupe.py): the oldest generation
+    is emptied whole when the next one starts."""
 
     __tablename__ = "received_messages"
-    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
+    __table_args__ = {"schema": SCHEMA, "postgresql_partition_by": "LIST (generation)"}  # noqa: RUF012
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    generation: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     event_id: Mapped[uuid.UUID]
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DedupeWindow(Base):
+    """One row: the generation of `received_messages` batches claim their messageIds in, and when it
+    started."""
+
+    __tablename__ = "dedupe_window"
+    __table_args__ = (
+        CheckConstraint("one_row", name="one_row"),
+        CheckConstraint(f"generation >= 0 AND generation < {DEDUPE_GENERATIONS}", name="generation"),
+        {"schema": SCHEMA},
+    )
+
+    one_row: Mapped[bool] = mapped_column(primary_key=True, server_default=true())
+    generation: Mapped[int] = mapped_column(SmallInteger)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class OutboxBatch(Base):

@@ -21,6 +21,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.identity import Key, Plan
+from services.ingest.models import DEDUPE_GENERATIONS
 from shared.db import driver_connection
 
 
@@ -100,17 +101,28 @@ async def plan_by_key_and_lock(session: AsyncSession, workspace_id: uuid.UUID, k
 # The messageIds claimed (the repeats left out), and the identities already known among the batch's
 # ids with their profile's last activity (the visits continue it: services/ingest/deltas.py), as one
 # result: claimed ids in `message_id`, known identities in the other columns.
+# A messageId is claimed in the dedupe window's current generation unless the previous one holds it
+# (services/ingest/dedupe.py); the generation is read here, in the claim's own statement.
 # The claim goes in one lock order for every request, so concurrent retries cannot deadlock.
 # Each id is a primary-key probe. The LIMITs keep the subqueries apart from the outer query, so
 # the planner cannot turn them into a join that reads the whole workspace (it did while the tables
 # grew faster than their statistics: every batch read all the workspace's identities and profiles).
-_CLAIM_AND_FIND = """
-    WITH claimed AS (
-        INSERT INTO ingest.received_messages (workspace_id, message_id, event_id, received_at)
-        SELECT $1::uuid, m.message_id, m.event_id, $2::timestamptz
-        FROM unnest($3::text[], $4::uuid[]) AS m(message_id, event_id)
+_CLAIM_AND_FIND = f"""
+    WITH generation AS MATERIALIZED (  -- generation 0 if the window's row is missing: never none
+        SELECT coalesce((SELECT generation FROM ingest.dedupe_window WHERE one_row), 0) AS current
+    ), window_now AS (
+        SELECT current, (current + {DEDUPE_GENERATIONS - 1}) % {DEDUPE_GENERATIONS} AS previous
+        FROM generation
+    ), claimed AS (
+        INSERT INTO ingest.received_messages (workspace_id, message_id, generation, event_id, received_at)
+        SELECT $1::uuid, m.message_id, w.current, m.event_id, $2::timestamptz
+        FROM unnest($3::text[], $4::uuid[]) AS m(message_id, event_id) CROSS JOIN window_now AS w
+        WHERE NOT EXISTS (
+            SELECT 1 FROM ingest.received_messages AS r
+            WHERE r.workspace_id = $1::uuid AND r.message_id = m.message_id AND r.generation = w.previous
+            OFFSET 0)  -- a key probe per id: as an anti-join, it read the whole previous generation
         ORDER BY m.message_id
-        ON CONFLICT (workspace_id, message_id) DO NOTHING
+        ON CONFLICT (workspace_id, message_id, generation) DO NOTHING
         RETURNING message_id
     )
     SELECT message_id, NULL AS kind, NULL AS value, NULL::uuid AS profile_id, NULL AS user_id,
@@ -132,7 +144,7 @@ _CLAIM_AND_FIND = """
         WHERE profile_id = i.profile_id AND workspace_id = $1::uuid
         LIMIT 1
     ) AS a ON true
-"""
+"""  # noqa: S608 - built from constants
 
 
 @dataclass

@@ -9,12 +9,12 @@ a purchase that empties it, a product view, and an identity merge (alias)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
-from services.ingest import service
+from services.ingest import dedupe, service
 from services.ingest.schemas import AliasMessage, IdentifyMessage, TrackMessage
 from shared.db import session_scope
 
@@ -113,6 +113,9 @@ STATISTICS = {
     "analyzed at a third": {"analyze_after": 1},
     "some tables analyzed at a third": {"analyze_after": 1, "tables": ("profiles", "identities")},
     "a big store among small ones": {"small_stores_first": True},  # every workspace looks tiny
+    # the dedupe window moved on: the seeded messageIds are the previous generation, looked up by key
+    "never analyzed, ids a generation old": {"rotated": True},
+    "analyzed, ids a generation old": {"analyze_after": SHOPPERS // 1000, "rotated": True},
 }
 
 
@@ -121,8 +124,15 @@ async def test_a_small_batch_reads_only_its_shoppers_rows(db, make_workspace, st
     how = dict(STATISTICS[statistics])
     if how.pop("small_stores_first", False):
         await _small_stores_analyzed(db, make_workspace)
+    rotated, week = how.pop("rotated", False), timedelta(days=7)
+    if rotated:  # the window's row, generation 0 from NOW (the test database starts without it)
+        async with session_scope(db) as session:
+            assert await dedupe.start_next_generation_if_due(session, NOW, week) is None
     store = (await make_workspace("큰 스토어")).workspace
     await _seed(db, store, **how)
+    if rotated:
+        async with session_scope(db) as session:
+            assert await dedupe.start_next_generation_if_due(session, NOW + week, week) == 1
 
     batch = [
         *_shopper(7),  # known shopper: identify with consents, cart add

@@ -80,7 +80,11 @@ async def test_the_stream_says_of_each_event_what_was_stored(client, db, redis, 
     assert len(announced) == len(stored) == 3
     for event in stored:
         said = announced[event.id]
-        assert (said.workspace_id, said.profile_id, said.type) == (event.workspace_id, event.profile_id, event.type)
+        assert (said.workspace_id, said.profile_id, said.type) == (
+            event.workspace_id,
+            event.profile_id,
+            event.type,
+        )
         assert said.occurred_at == event.occurred_at and said.occurred_at.utcoffset() == timedelta(0)
         assert said.name == (event.name if event.type != "identify" else None)
     assert {m.name for m in announced.values()} == {"장바구니 담기", "/sale", None}
