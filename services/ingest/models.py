@@ -122,7 +122,7 @@ class ReceivedMessage(Base):
     __table_args__ = {"schema": SCHEMA, "postgresql_partition_by": "LIST (generation)"}  # noqa: RUF012
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(255, collation="C"), primary_key=True)  # opaque ids
     generation: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     event_id: Mapped[uuid.UUID]
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -7,6 +7,9 @@ the current generation, after checking the previous one, and the ingest worker e
 partition (TRUNCATE) when it starts the next generation (services/ingest/dedupe.py). The one-row
 table `dedupe_window` says which generation is current and since when.
 
+Its key compares messageIds byte by byte (`COLLATE "C"`): they are opaque ids, and the database's
+collation cost ~1 us a claimed id more (a throwaway benchmark, 3 runs).
+
 The ids already received go to generation 0, the first current one: they are still recognised for
 two windows.
 
@@ -39,7 +42,7 @@ def upgrade() -> None:
     op.create_table(
         "received_messages",
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
-        sa.Column("message_id", sa.String(255), nullable=False),
+        sa.Column("message_id", sa.String(255, collation="C"), nullable=False),
         sa.Column("generation", sa.SmallInteger(), nullable=False),
         sa.Column("event_id", sa.Uuid(), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
