@@ -19,6 +19,7 @@ Events: 100,000 shoppers; a batch carries the activity of `--shoppers-per-batch`
 a browser or app batches one shopper's events; a store's server mixes several). Per 100 events:
 ~60 page views, 15 product views, 10 cart adds, 3 cart removes, 3 orders, 4 identifies, 2 sign-ins,
 3 custom; ~5% repeat a messageId already sent (SDK retries).
+The store's dedupe window holds 500,000 messageIds of a previous generation, as a deployed one does.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 from arq.connections import ArqRedis
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from infra import migrate, stack
@@ -162,11 +164,27 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
+# A deployed store's dedupe window always holds a previous generation of messageIds, which every
+# batch looks its ids up in (services/ingest/dedupe.py); a fresh database has none.
+PREVIOUS_GENERATION_IDS = 500_000
+_SEED_PREVIOUS_GENERATION = text("""
+    INSERT INTO ingest.received_messages (workspace_id, message_id, generation, event_id, received_at)
+    SELECT :workspace_id, md5(i::text), (SELECT (generation + 2) % 3 FROM ingest.dedupe_window),
+           gen_random_uuid(), now()
+    FROM generate_series(1, :count) AS i
+""")
+
+
 async def _new_workspace(settings: Settings) -> str:
+    """A store with the previous generation of its dedupe window filled; returns its write key."""
     engine = create_engine(settings)
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
             created = await create_workspace(session, "벤치마크 스토어")
+            await session.execute(
+                _SEED_PREVIOUS_GENERATION,
+                {"workspace_id": created.workspace.id, "count": PREVIOUS_GENERATION_IDS},
+            )
         return created.write_key
     finally:
         await engine.dispose()
