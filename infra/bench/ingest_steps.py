@@ -38,7 +38,7 @@ from services.ingest import aggregates, flags, payload, repository, service
 from shared.db import create_engine, create_sessionmaker, driver_connection, session_scope
 from shared.runtime import tune_gc
 from shared.settings import Settings
-from shared.workspaces import find_workspace_by_key
+from shared.workspaces import KeyKind, find_workspace_by_key
 
 WARM_UP = 100  # batches stored before measuring
 STEPS = [
@@ -118,7 +118,7 @@ async def measure(batch_count: int, per_transaction: int, database_url: str, red
     sessionmaker = create_sessionmaker(engine)
     try:
         async with session_scope(sessionmaker) as session:
-            workspace = await find_workspace_by_key(session, write_key, "write")
+            workspace = await find_workspace_by_key(session, write_key, KeyKind.write)
             assert workspace is not None
         received_at = datetime.now(UTC)
         batches = make_batches(WARM_UP + batch_count)
@@ -140,7 +140,8 @@ async def measure(batch_count: int, per_transaction: int, database_url: str, red
 
         for start in range(0, len(batches), per_transaction):
             if start == WARM_UP:
-                drafter, _ = DraftClock(received_at), clock.clear()
+                drafter = DraftClock(received_at)
+                clock.clear()
             await store([drafter.drafts(body) for body in batches[start : start + per_transaction]])
         events = batch_count * BATCH
         _report(clock, events, drafter.parsing / events, drafter.drafting / events)
