@@ -380,8 +380,10 @@ class OutboxEntry:
 
 # The oldest outbox rows, claimed and deleted, and their events written as stream entries' JSON, in
 # one statement: the caller publishes them before it commits, so a failed publish rolls the delete
-# back and the rows stay. Postgres writes the JSON (json_agg, in C) where Python made an object per
-# event and wrote them with orjson (~5 us an event of the publisher's).
+# back and the rows stay. Postgres writes the JSON where Python made an object per event and wrote
+# them with orjson: the take cost 5.8-7.2 us an event (client and Postgres), now 4.0-4.3 (a
+# throwaway benchmark, 3 rounds). The JSON is put together as text: json_build_object cost ~0.7 us
+# an event more. Uuids need no escaping; the type, the name and the time go through to_json.
 #
 # - Entries follow the outbox's order: a run of rows of one workspace is cut into entries of at
 #   most $2 events; another workspace's row starts a new run.
@@ -418,14 +420,14 @@ _TAKE_OUTBOX = """
             SELECT 1 FROM ingest.profiles AS p WHERE p.id = s.profile_id AND p.workspace_id = s.workspace_id)
     )
     SELECT e.workspace_id::text, count(*)::int,
-           convert_to(json_build_object(
-               'workspace_id', e.workspace_id,
-               'events', json_agg(json_build_object(
-                   'event_id', e.event_id,
-                   'profile_id', coalesce(now.profile_id, e.profile_id),
-                   'type', e.type,
-                   'name', CASE WHEN e.type IN ('track', 'page', 'screen') THEN e.name END,
-                   'occurred_at', e.occurred_at) ORDER BY e.k))::text, 'UTF8')
+           convert_to('{"workspace_id":"' || e.workspace_id || '","events":[' || string_agg(
+               '{"event_id":"' || e.event_id
+               || '","profile_id":"' || coalesce(now.profile_id, e.profile_id)
+               || '","type":' || to_json(e.type)
+               || ',"name":' || CASE WHEN e.type IN ('track', 'page', 'screen') AND e.name IS NOT NULL
+                                     THEN to_json(e.name)::text ELSE 'null' END
+               || ',"occurred_at":' || to_json(e.occurred_at) || '}',
+               ',' ORDER BY e.k) || ']}', 'UTF8')
     FROM events AS e
     LEFT JOIN gone AS g ON g.profile_id = e.profile_id AND g.workspace_id = e.workspace_id
     LEFT JOIN LATERAL (

@@ -67,9 +67,10 @@ async def test_redis_down_then_back_nothing_is_lost(settings, clock, db, redis, 
 
 async def test_the_stream_says_of_each_event_what_was_stored(client, db, redis, shop):
     """Postgres writes the entries: each event's id, profile, type and time as stored (to the
-    microsecond, in UTC), and its name only for the types segments key on."""
+    microsecond, in UTC), and its name (quotes and backslashes escaped) only for the types segments
+    key on."""
     batch = [
-        track("장바구니 담기", userId="user-1004", timestamp="2026-11-24T20:15:30.123456+09:00"),
+        track('장바구니 "담기" \\ 1', userId="user-1004", timestamp="2026-11-24T20:15:30.123456+09:00"),
         {"type": "page", "name": "/sale", "userId": "user-1004", "timestamp": "2026-11-24T11:16:00Z"},
         {"type": "identify", "userId": "user-1004", "traits": {"name": "김민지"}},
     ]
@@ -87,7 +88,7 @@ async def test_the_stream_says_of_each_event_what_was_stored(client, db, redis, 
         )
         assert said.occurred_at == event.occurred_at and said.occurred_at.utcoffset() == timedelta(0)
         assert said.name == (event.name if event.type != "identify" else None)
-    assert {m.name for m in announced.values()} == {"장바구니 담기", "/sale", None}
+    assert {m.name for m in announced.values()} == {'장바구니 "담기" \\ 1', "/sale", None}  # escaped as JSON
 
 
 async def test_a_job_that_cannot_reach_redis_fails_and_keeps_the_rows(settings, clock, db, shop, tmp_path):
