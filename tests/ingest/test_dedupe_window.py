@@ -8,9 +8,11 @@ from datetime import timedelta
 from sqlalchemy import func, select, text
 
 from services.ingest import dedupe, repository, worker
+from services.ingest.main import create_app
 from services.ingest.models import DedupeWindow, ReceivedMessage
 from shared.db import session_scope
-from tests.ingest.conftest import events_of, track
+from shared.testing.fixtures import serve
+from tests.ingest.conftest import events_of, track, write_key
 
 WINDOW = timedelta(days=7)
 
@@ -84,6 +86,22 @@ async def test_two_windows_later_a_message_id_is_new_again_and_its_generation_is
     clock.advance(WINDOW)
     assert await dedupe.rotate_dedupe_window(ctx) == 0
     assert await _received(db) == {1: 1, 2: 1}  # generation 0 emptied (TRUNCATE) as it starts again
+
+
+async def test_another_workspace_never_meets_the_previous_generation_of_this_one(
+    settings, clock, client, db, shop, make_workspace
+):
+    ctx = _ctx(settings, clock, db)
+    await _start_window(ctx, db)
+    await _send(client, "msg-1")
+    clock.advance(WINDOW)
+    assert await dedupe.rotate_dedupe_window(ctx) == 1
+
+    other = await make_workspace("다른 스토어")
+    async with serve(create_app(settings, clock=clock), headers=write_key(other.write_key)) as theirs:
+        assert await _send(theirs, "msg-1") == {"accepted": 1, "duplicates": 0}
+    assert await _send(client, "msg-1") == {"accepted": 1, "duplicates": 1}
+    assert [e.message_id for e in await events_of(db, other.workspace.id)] == ["msg-1"]
 
 
 async def test_ingest_dedupes_without_the_window_row(client, db, shop):
