@@ -1,0 +1,166 @@
+"""The Python of an ingest transaction, step by step, without a database or HTTP.
+
+    .venv/bin/python -m infra.bench.ingest_python [--transactions 20] [--per-transaction 3]
+                                                  [--known 0.7]
+
+The same batches as `infra.bench.ingest` (100 events each), `--per-transaction` requests to a
+transaction as group commit gathers them. Each step of services/ingest/service.py's `record_drafts`
+that is pure Python runs alone over every transaction, again and again; the best of the repeats
+is printed, in us an event. `--known`: the share of the batches' shoppers already known (their
+profile ids come from asyncpg, as the claim's lookup gives them); the others get new profiles.
+
+Against `infra.bench.ingest_steps`, which times the same steps inside real transactions, this
+leaves out the statements and what Postgres does, and with them most of the machine's noise: run to
+run, these figures move by a few percent where the steps' move by 10-30%. Use it to compare two
+versions of the Python itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID
+
+from infra.bench.ingest import BATCH, RESEND_BACK, make_batches
+from services.ingest import consents, deltas, payload, repository, service
+from services.ingest.facts import Fact, fact_of
+from services.ingest.identity import Plan
+
+REPEATS = 15
+TIMEZONE = "Asia/Seoul"
+
+
+@dataclass
+class Transaction:
+    """One transaction's inputs, each step's made from the previous step's output."""
+
+    bodies: list[bytes]
+    parsed: list[payload.ParsedBatch]
+    drafts: list[service.Draft]  # the transaction's, each messageId once
+    known: list[repository.KnownIdentity]
+    plan: Plan
+    events: list[repository.NewEvent]
+    facts: list[Fact]
+    last_seen: dict[uuid.UUID, datetime]
+    reduced: deltas.BatchDeltas
+
+
+def _parse(body: bytes) -> payload.ParsedBatch:
+    return payload.parse_batch(orjson.loads(body))
+
+
+def _drafts(parsed: Sequence[payload.ParsedBatch], received_at: datetime) -> list[service.Draft]:
+    return service._unique(
+        [
+            draft
+            for p in parsed
+            for draft in service.drafts_of(
+                p.messages, received_at=received_at, batch_sent_at=p.sent_at, batch_context=p.context
+            )
+        ]
+    )
+
+
+def _known(
+    drafts: Sequence[service.Draft], share: float, rng: random.Random
+) -> list[repository.KnownIdentity]:
+    keys = sorted({key for d in drafts for key in service._keys(d.ids)})
+    return [
+        repository.KnownIdentity(kind, value, AsyncpgUUID(str(uuid.uuid4())), None)
+        for kind, value in keys
+        if rng.random() < share
+    ]
+
+
+def _events(drafts: Sequence[service.Draft], plan: Plan) -> list[repository.NewEvent]:
+    return [service._event(d, p) for d, p in zip(drafts, plan.profile_of_message, strict=True)]
+
+
+def _facts(events: Sequence[repository.NewEvent]) -> list[Fact]:
+    return sorted((f for f in map(fact_of, events) if f is not None), key=lambda f: f.occurred_at.timestamp())
+
+
+def _delta_rows(reduced: deltas.BatchDeltas) -> list[str]:
+    families = (reduced.profiles, reduced.views, reduced.coupons, reduced.emptied, reduced.cart)
+    return [repository.json_text(rows) for rows in families if rows]
+
+
+def prepare(bodies: list[bytes], share_known: float, received_at: datetime) -> Transaction:
+    rng = random.Random(len(bodies))
+    parsed = [_parse(body) for body in bodies]
+    drafts = _drafts(parsed, received_at)
+    known = _known(drafts, share_known, rng)
+    plan = service._resolve_profiles(drafts, known)
+    events = _events(drafts, plan)
+    facts = _facts(events)
+    an_hour_ago = received_at - timedelta(hours=1)
+    last_seen = {p: an_hour_ago for p in deltas.activity_profiles(facts) if rng.random() < share_known}
+    reduced = deltas.reduce(facts, last_seen, TIMEZONE)
+    return Transaction(bodies, parsed, drafts, known, plan, events, facts, last_seen, reduced)
+
+
+def steps(received_at: datetime) -> list[tuple[str, Callable[[Transaction], Any]]]:
+    return [
+        ("parse and validate (orjson, pydantic)", lambda tx: [_parse(body) for body in tx.bodies]),
+        ("drafts (ids, times, contexts)", lambda tx: _drafts(tx.parsed, received_at)),
+        ("identities resolved", lambda tx: service._resolve_profiles(tx.drafts, tx.known)),
+        ("events made", lambda tx: _events(tx.drafts, tx.plan)),
+        ("events' JSON (orjson)", lambda tx: repository.json_bytes(tx.events)),
+        ("consents read", lambda tx: [c for e in tx.events for c in consents.consents_of(e)]),
+        ("aggregates: facts, in time order", lambda tx: _facts(tx.events)),
+        ("aggregates: reduced per profile", lambda tx: deltas.reduce(tx.facts, tx.last_seen, TIMEZONE)),
+        ("aggregates: rows' JSON (orjson)", lambda tx: _delta_rows(tx.reduced)),
+    ]
+
+
+def _best_ns(step: Callable[[Transaction], Any], transactions: Sequence[Transaction]) -> int:
+    best = None
+    for _ in range(REPEATS):
+        started = time.perf_counter_ns()
+        for tx in transactions:
+            step(tx)
+        spent = time.perf_counter_ns() - started
+        best = spent if best is None else min(best, spent)
+    assert best is not None
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--transactions", type=int, default=20)
+    parser.add_argument("--per-transaction", type=int, default=3)
+    parser.add_argument("--known", type=float, default=0.7)
+    args = parser.parse_args()
+
+    received_at = datetime.now(UTC)
+    # past the first batches, which no resend can repeat
+    batches = make_batches(args.transactions * args.per_transaction + RESEND_BACK[0])[RESEND_BACK[0] :]
+    transactions = [
+        prepare(batches[i : i + args.per_transaction], args.known, received_at)
+        for i in range(0, len(batches), args.per_transaction)
+    ]
+    events = sum(len(tx.drafts) for tx in transactions)
+    print(
+        f"{len(transactions)} transactions of {args.per_transaction} requests ({BATCH} events each), "
+        f"{events:,} events after repeats; best of {REPEATS}, us an event"
+    )
+    total = 0.0
+    for name, step in steps(received_at):
+        per_event = _best_ns(step, transactions) / events / 1000
+        total += per_event
+        print(f"{name:40} {per_event:6.2f}")
+    print(f"{'total':40} {total:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
