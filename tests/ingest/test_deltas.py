@@ -62,6 +62,16 @@ def test_local_midnight_ends_a_visit_in_the_workspace_timezone() -> None:
     assert reduce(facts, {}, "UTC").profiles[0].new_visits == 1
 
 
+def test_local_midnight_after_the_stored_last_activity_ends_its_visit() -> None:
+    utc = ZoneInfo("UTC")
+    stored = at(23, 55, day=20).astimezone(utc)  # the stored activity, read back from Postgres in UTC
+    [delta] = reduce([page(at(0, 5, day=21).astimezone(utc))], {SHOPPER: stored}, "Asia/Seoul").profiles
+    assert (delta.new_visits, delta.last_visit) == (1, at(0, 5, day=21))
+    # just after midnight, the next activity within 30 minutes continues the visit
+    [delta] = reduce([page(at(0, 20, day=21))], {SHOPPER: at(0, 5, day=21)}, "Asia/Seoul").profiles
+    assert (delta.new_visits, delta.page_views) == (0, 1)
+
+
 def test_a_refund_is_subtracted_whatever_its_sign() -> None:
     facts = [
         Fact(SHOPPER, at(10), kind="purchase", amount=Decimal(50000)),
