@@ -30,7 +30,7 @@ import orjson
 from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID
 
 from infra.bench.ingest import BATCH, RESEND_BACK, make_batches
-from services.ingest import consents, deltas, payload, repository, service
+from services.ingest import aggregates, consents, deltas, payload, repository, service
 from services.ingest.facts import Fact, fact_of
 from services.ingest.identity import Plan
 
@@ -85,7 +85,8 @@ def _events(drafts: Sequence[service.Draft], plan: Plan) -> list[repository.NewE
 
 
 def _facts(events: Sequence[repository.NewEvent]) -> list[Fact]:
-    return sorted((f for f in map(fact_of, events) if f is not None), key=lambda f: f.occurred_at.timestamp())
+    """As `aggregates.apply` makes them."""
+    return sorted((f for f in map(fact_of, events) if f is not None), key=aggregates._OCCURRED_AT)
 
 
 def _delta_rows(reduced: deltas.BatchDeltas) -> list[str]:

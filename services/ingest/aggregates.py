@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import text
@@ -192,6 +193,7 @@ ON CONFLICT (profile_id) DO UPDATE SET
 WHERE a.workspace_id = excluded.workspace_id
 """
 
+_OCCURRED_AT = attrgetter("occurred_at")
 _FIRST_CACHE: dict[tuple[bool, ...], str] = {}
 
 
@@ -229,10 +231,9 @@ async def apply(
     `consents` (the latest word on each topic wins) in the same round trip. `last_seen`: the
     profiles' last activity before these events where the caller read it already (a profile
     missing from it had none); read here when not given."""
-    # by instant as a float: comparing aware datetimes asks both for their UTC offset every time
-    facts = sorted(
-        (f for f in map(fact_of, events) if f is not None), key=lambda f: f.occurred_at.timestamp()
-    )
+    # the times are all in UTC (drafts and asyncpg give them so): two datetimes of one tzinfo object
+    # compare as they are; of two, each is asked for its UTC offset, a Python call (~0.2 us)
+    facts = sorted((f for f in map(fact_of, events) if f is not None), key=_OCCURRED_AT)
     if not facts and not consents:
         return
     connection = await driver_connection(session)
