@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -48,29 +49,36 @@ def _fields(entry: repository.OutboxEntry) -> dict[str, str | bytes]:
     return {"kind": EventsRecorded.kind, "v": _ENTRY_VERSION, "body": entry.body}
 
 
+@dataclass(frozen=True)
+class Published:
+    rows: int  # outbox rows taken
+    events: int
+
+
 async def publish_outbox_chunk(
     session: AsyncSession, redis: ArqRedis, stream: str, limit: int = RELAY_CHUNK
-) -> int:
+) -> Published:
     """Take up to `limit` outbox rows and XADD their events as `EventsRecorded` entries (Postgres
     writes their bodies: `repository.take_outbox`; tests/ingest/test_outbox.py decodes them with the
-    contract); returns how many events. Raises (so the caller's transaction rolls back and the rows
-    stay) when Redis is unreachable."""
-    entries = await repository.take_outbox(session, limit, EVENTS_PER_ENTRY)
-    if entries:
-        await publish_fields(redis, stream, [_fields(entry) for entry in entries])
-    return sum(entry.events for entry in entries)
+    contract). Raises (so the caller's transaction rolls back and the rows stay) when Redis is
+    unreachable."""
+    taken = await repository.take_outbox(session, limit, EVENTS_PER_ENTRY)
+    if taken.entries:
+        await publish_fields(redis, stream, [_fields(entry) for entry in taken.entries])
+    return Published(taken.rows, sum(entry.events for entry in taken.entries))
 
 
 async def drain_outbox(sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis, stream: str) -> int:
     """Publish every outbox row there is (chunk by chunk, one transaction each); returns how many
-    events."""
+    events. A chunk short of RELAY_CHUNK rows took the last: no transaction is spent finding the
+    outbox empty after it (under load, a third of the publisher's)."""
     total = 0
     while True:
         async with session_scope(sessionmaker) as session:
-            count = await publish_outbox_chunk(session, redis, stream)
-        if not count:
+            published = await publish_outbox_chunk(session, redis, stream)
+        total += published.events
+        if published.rows < RELAY_CHUNK:
             return total
-        total += count
 
 
 async def relay_outbox(ctx: dict[str, Any], *, for_seconds: float = RELAY_LOOP_SECONDS) -> int:

@@ -378,6 +378,12 @@ class OutboxEntry:
     body: bytes  # the entry's JSON: {"workspace_id": ..., "events": [...]}
 
 
+@dataclass(frozen=True)
+class TakenOutbox:
+    rows: int  # outbox rows taken: fewer than asked for, and the outbox had no more
+    entries: list[OutboxEntry]
+
+
 # The oldest outbox rows, claimed and deleted, and their events written as stream entries' JSON, in
 # one statement: the caller publishes them before it commits, so a failed publish rolls the delete
 # back and the rows stay. Postgres writes the JSON where Python made an object per event and wrote
@@ -419,7 +425,7 @@ _TAKE_OUTBOX = """
         WHERE NOT EXISTS (
             SELECT 1 FROM ingest.profiles AS p WHERE p.id = s.profile_id AND p.workspace_id = s.workspace_id)
     )
-    SELECT e.workspace_id::text, count(*)::int,
+    SELECT (SELECT count(*) FROM taken)::int, e.workspace_id::text, count(*)::int,
            convert_to('{"workspace_id":"' || e.workspace_id || '","events":[' || string_agg(
                '{"event_id":"' || e.event_id
                || '","profile_id":"' || coalesce(now.profile_id, e.profile_id)
@@ -442,12 +448,13 @@ _TAKE_OUTBOX = """
 _TAKE_OUTBOX_SETTINGS = _PLAN_BY_KEY.rstrip() + ",\n           set_config('TimeZone', 'UTC', true)\n"
 
 
-async def take_outbox(session: AsyncSession, limit: int, events_per_entry: int) -> list[OutboxEntry]:
-    """The events of the `limit` oldest outbox rows of every workspace, oldest first, each with the
-    profile it has now, as stream entries of at most `events_per_entry` events; the rows are deleted
-    in this transaction (so back if it rolls back). Rows another publisher holds are skipped, so
-    publishers can run side by side."""
+async def take_outbox(session: AsyncSession, limit: int, events_per_entry: int) -> TakenOutbox:
+    """The events of the `limit` oldest outbox rows, oldest first, each with the profile it has now,
+    as stream entries of at most `events_per_entry` events; the rows are deleted in this transaction
+    (so back if it rolls back). Rows another publisher holds are skipped, so publishers can run side
+    by side."""
     connection = await driver_connection(session)
     await connection.execute(_TAKE_OUTBOX_SETTINGS)
     rows = await connection.fetch(_TAKE_OUTBOX, limit, events_per_entry)
-    return [OutboxEntry(workspace_id, events, body) for workspace_id, events, body in rows]
+    entries = [OutboxEntry(workspace_id, events, body) for _, workspace_id, events, body in rows]
+    return TakenOutbox(rows[0][0] if rows else 0, entries)

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.ingest import relay, worker
 from services.ingest.main import create_app
-from services.ingest.relay import drain_outbox, publish_outbox_chunk, relay_outbox
+from services.ingest.relay import Published, drain_outbox, publish_outbox_chunk, relay_outbox
 from shared.contracts import EventsRecorded, decode
 from shared.db import session_scope
 from shared.redis import create_redis
@@ -103,13 +103,22 @@ async def test_a_job_that_cannot_reach_redis_fails_and_keeps_the_rows(settings, 
     assert len(await unpublished(db)) == 2
 
 
+async def test_a_drain_takes_chunk_after_chunk_until_a_short_one(client, db, redis, shop):
+    names = [f"Viewed {n}" for n in range(relay.RELAY_CHUNK + 3)]
+    for name in names:  # an outbox row each: more than one chunk
+        assert (await client.post("/v1/batch", json=_batch(name))).json()["accepted"] == 1
+    assert await drain_outbox(db, redis, STREAM) == len(names)
+    assert [m.name for m in await stream_events(redis)] == names
+    assert await unpublished(db) == []
+
+
 async def test_publishers_side_by_side_skip_each_others_rows(client, db, redis, shop):
     for names in (["A"], ["B", "C"], ["D"]):  # an outbox row each
         response = await client.post("/v1/batch", json=_batch(*names))
         assert response.json()["accepted"] == len(names)
 
     async with session_scope(db) as held:  # one publisher holds a chunk of one row, mid-publish
-        assert await publish_outbox_chunk(held, redis, STREAM, limit=1) == 1
+        assert await publish_outbox_chunk(held, redis, STREAM, limit=1) == Published(rows=1, events=1)
         assert await drain_outbox(db, redis, STREAM) == 3  # the other takes only the rest
     announced = await stream_events(redis)
     assert [m.name for m in announced] == ["A", "B", "C", "D"]  # each once, in the order stored
