@@ -86,7 +86,7 @@ def _draft(message: Message, clock: _Clock, batch_context: dict[str, Any]) -> Dr
         message_id=message.message_id or str(uuid.uuid4()),
         message=message,
         occurred_at=clock.occurred_at(message),
-        context={**batch_context, **message.context},
+        context={**batch_context, **message.context} if batch_context else message.context,
         ids=_ids(message),
     )
 
@@ -121,8 +121,9 @@ def _name_and_properties(message: Message) -> tuple[str | None, dict[str, Any]]:
     if isinstance(message, TrackMessage):
         return message.event, message.properties
     if isinstance(message, PageMessage | ScreenMessage):
-        category = {"category": message.category} if message.category else {}
-        return message.name, {**category, **message.properties}
+        if not message.category:
+            return message.name, message.properties
+        return message.name, {"category": message.category, **message.properties}
     if isinstance(message, IdentifyMessage):
         return None, _identify_traits(message)
     if isinstance(message, GroupMessage):
