@@ -110,7 +110,7 @@ def prepare(bodies: list[bytes], share_known: float, received_at: datetime) -> T
 
 def steps(received_at: datetime) -> list[tuple[str, Callable[[Transaction], Any]]]:
     return [
-        ("parse and validate (orjson, pydantic)", lambda tx: [_parse(body) for body in tx.bodies]),
+        ("parse and validate (orjson, msgspec)", lambda tx: [_parse(body) for body in tx.bodies]),
         ("drafts (ids, times, contexts)", lambda tx: _drafts(tx.parsed, received_at)),
         ("identities resolved", lambda tx: service._resolve_profiles(tx.drafts, tx.known)),
         ("events made", lambda tx: _events(tx.drafts, tx.plan)),

@@ -186,7 +186,7 @@ def _report(clock: StepClock, events: int, parsing_ns: float, drafting_ns: float
         return f"{ns / 1000:6.1f}"
 
     print(f"{'step':<34} {'client us':>9} {'Postgres us':>11}   (an event, {events:,} events)")
-    print(f"{'parse and validate (orjson, pydantic)':<34} {us(parsing_ns):>9} {'':>11}")
+    print(f"{'parse and validate (orjson, msgspec)':<34} {us(parsing_ns):>9} {'':>11}")
     print(f"{'drafts (ids, times, contexts)':<34} {us(drafting_ns):>9} {'':>11}")
     for _, name in STEPS:
         print(f"{name:<34} {us(clock.client[name] / events):>9} {us(clock.backend[name] / events):>11}")

@@ -23,7 +23,7 @@ from services.ingest.schemas import (
     TrackingResult,
     TrackMessage,
 )
-from services.ingest.service import Message
+from services.ingest.service import ContractMessage, Message
 from shared.auth import WorkspaceContext, WriteKeyWorkspace
 from shared.dependencies import Resources, ResourcesDep
 from shared.errors import problem_responses
@@ -122,7 +122,7 @@ async def batch(request: Request, workspace: WriteKeyWorkspace, resources: Resou
 
 
 async def _single(
-    model: type[Message], request: Request, workspace: WorkspaceContext, resources: Resources
+    model: type[ContractMessage], request: Request, workspace: WorkspaceContext, resources: Resources
 ) -> TrackingResult:
     body = await payload.read_json(request, payload.MESSAGE_LIMIT)
     message = payload.validate_message(body, model, ("body",))
@@ -131,7 +131,7 @@ async def _single(
     return await _store(request, resources, workspace, [message])
 
 
-def _single_route(path: str, model: type[Message], summary: str) -> None:
+def _single_route(path: str, model: type[ContractMessage], summary: str) -> None:
     kind = model.model_fields["type"].default
 
     async def route(

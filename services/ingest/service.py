@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils import uuid7
 
-from services.ingest import aggregates, consents, flags, repository
+from services.ingest import aggregates, consents, flags, messages, repository
 from services.ingest.identity import ANONYMOUS_ID, USER_ID, Ids, Key, Plan, Resolver
 from services.ingest.repository import NewEvent
 from services.ingest.schemas import (
@@ -22,11 +22,13 @@ from services.ingest.schemas import (
     IdentifyMessage,
     PageMessage,
     ScreenMessage,
-    SegmentMessage,
     TrackMessage,
 )
 
-Message = TrackMessage | IdentifyMessage | PageMessage | ScreenMessage | GroupMessage | AliasMessage
+# A message as the contract validated it (schemas.py), or as the batch's fast path did
+# (messages.py): the same attributes. Read by its `type`, never by its class.
+ContractMessage = TrackMessage | IdentifyMessage | PageMessage | ScreenMessage | GroupMessage | AliasMessage
+Message = ContractMessage | messages.FastMessage
 
 
 @dataclass
@@ -63,7 +65,7 @@ class _Clock:
         skew = received_at - _aware(batch_sent_at) if batch_sent_at is not None else None
         return cls(received_at.astimezone(UTC), skew)
 
-    def occurred_at(self, message: SegmentMessage) -> datetime:
+    def occurred_at(self, message: Message) -> datetime:
         """Segment's clock-skew correction: timestamp + (receivedAt - sentAt), both sent by the same
         (possibly wrong) device clock. Without a timestamp the event happened when it arrived."""
         if message.timestamp is None:
@@ -91,7 +93,7 @@ def _draft(message: Message, clock: _Clock, batch_context: dict[str, Any]) -> Dr
     )
 
 
-def _identify_traits(message: IdentifyMessage) -> dict[str, Any]:
+def _identify_traits(message: IdentifyMessage | messages.Identify) -> dict[str, Any]:
     """Segment SDKs send `traits`; RudderStack's Python SDK sends them only as `context.traits`."""
     if message.traits:
         return message.traits
@@ -100,9 +102,9 @@ def _identify_traits(message: IdentifyMessage) -> dict[str, Any]:
 
 
 def _ids(message: Message) -> Ids:
-    if isinstance(message, AliasMessage):
+    if message.type == "alias":
         return Ids(message.user_id, message.anonymous_id, previous_id=message.previous_id)
-    traits = _identify_traits(message) if isinstance(message, IdentifyMessage) else None
+    traits = _identify_traits(message) if message.type == "identify" else None
     return Ids(message.user_id, message.anonymous_id, traits=traits)
 
 
@@ -118,15 +120,15 @@ def _keys(ids: Ids) -> list[Key]:
 
 
 def _name_and_properties(message: Message) -> tuple[str | None, dict[str, Any]]:
-    if isinstance(message, TrackMessage):
+    if message.type == "track":
         return message.event, message.properties
-    if isinstance(message, PageMessage | ScreenMessage):
+    if message.type == "page" or message.type == "screen":
         if not message.category:
             return message.name, message.properties
         return message.name, {"category": message.category, **message.properties}
-    if isinstance(message, IdentifyMessage):
+    if message.type == "identify":
         return None, _identify_traits(message)
-    if isinstance(message, GroupMessage):
+    if message.type == "group":
         return message.group_id, message.traits
     return None, {"previousId": message.previous_id}
 
