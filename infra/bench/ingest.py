@@ -1,7 +1,7 @@
 """Ingest benchmark: realistic batches through POST /v1/batch, end to end, with the aggregates kept.
 
     .venv/bin/python -m infra.bench.ingest [--seconds 20] [--workers 2] [--concurrency 16] [--rate 30000]
-                                           [--timeline]
+                                           [--window-age 84] [--timeline]
 
 It starts its own servers (the embedded default, or DASI_DATABASE_URL / DASI_REDIS_URL), a fresh
 database, the ingest app under uvicorn and the ingest worker (the outbox publisher) in separate
@@ -20,7 +20,8 @@ a browser or app batches one shopper's events; a store's server mixes several). 
 ~60 page views, 15 product views, 10 cart adds, 3 cart removes, 3 orders, 4 identifies, 2 sign-ins,
 3 custom. ~5% of batches are an SDK's resend of a batch it sent seconds before (every messageId a
 repeat); each loop's batches are made apart, so a resend's original was sent in the same loop.
-The store's dedupe window holds 500,000 messageIds of a previous generation, as a deployed one does.
+The store's dedupe window holds 500,000 messageIds of a previous generation, as a deployed one does,
+and its current generation is `--window-age` hours old (default 84, half the default window).
 """
 
 from __future__ import annotations
@@ -169,9 +170,13 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-# A deployed store's dedupe window always holds a previous generation of messageIds, which every
-# batch looks its ids up in (services/ingest/dedupe.py); a fresh database has none.
+# A deployed store's dedupe window always holds a previous generation of messageIds, which batches
+# look their ids up in (services/ingest/dedupe.py); a fresh database has none. Its current
+# generation is, on average, half a window old (the default window is 168 hours): from
+# `dedupe.PROBE_MARGIN` after it started, messages made since are no longer looked up.
 PREVIOUS_GENERATION_IDS = 500_000
+WINDOW_AGE_HOURS = 84.0
+WINDOW_AGE_HELP = "hours since the dedupe window's current generation started (0: just rotated)"
 _SEED_PREVIOUS_GENERATION = text("""
     INSERT INTO ingest.received_messages (workspace_id, message_id, generation, event_id, received_at)
     SELECT :workspace_id, md5(i::text), (SELECT (generation + 2) % 3 FROM ingest.dedupe_window),
@@ -180,8 +185,14 @@ _SEED_PREVIOUS_GENERATION = text("""
 """)
 
 
-async def _new_workspace(settings: Settings) -> str:
-    """A store with the previous generation of its dedupe window filled; returns its write key."""
+_AGE_CURRENT_GENERATION = text(
+    "UPDATE ingest.dedupe_window SET started_at = now() - make_interval(secs => :hours * 3600)"
+)
+
+
+async def _new_workspace(settings: Settings, window_age_hours: float = WINDOW_AGE_HOURS) -> str:
+    """A store with the previous generation of its dedupe window filled, and its current generation
+    `window_age_hours` old; returns its write key."""
     engine = create_engine(settings)
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
@@ -190,6 +201,7 @@ async def _new_workspace(settings: Settings) -> str:
                 _SEED_PREVIOUS_GENERATION,
                 {"workspace_id": created.workspace.id, "count": PREVIOUS_GENERATION_IDS},
             )
+            await session.execute(_AGE_CURRENT_GENERATION, {"hours": window_age_hours})
         return created.write_key
     finally:
         await engine.dispose()
@@ -497,7 +509,7 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
     await asyncio.to_thread(migrate.upgrade, database_url)
     # a stream of its own, as the database: the bench deletes it before and after (stream_kept_up)
     settings = Settings(database_url=database_url, redis_url=redis_url, events_stream=f"dasi:events:{name}")
-    write_key = await _new_workspace(settings)
+    write_key = await _new_workspace(settings, args.window_age)
     import base64
 
     headers = {
@@ -507,6 +519,7 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
     # enough for both loops at up to 25,000 events/s (a loop that runs out of batches just ends early)
     needed = int((args.seconds * 2 + 5) * 25_000 / BATCH)
     print(f"machine: {os.cpu_count()} cores; generating {needed:,} batches of {BATCH} ...", flush=True)
+    print(f"dedupe window: the current generation {args.window_age:g} hours old", flush=True)
     half = needed // 2
     batches = make_batches(half, args.shoppers_per_batch) + make_batches(
         needed - half, args.shoppers_per_batch, seed=8
@@ -573,6 +586,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=float, default=30_000)
     parser.add_argument("--shoppers-per-batch", type=int, default=5)
+    parser.add_argument("--window-age", type=float, default=WINDOW_AGE_HOURS, help=WINDOW_AGE_HELP)
     parser.add_argument(
         "--timeline",
         action="store_true",

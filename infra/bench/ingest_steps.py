@@ -1,6 +1,6 @@
 """Where an ingested event's time goes, step by step: this process's CPU and its Postgres backend's.
 
-    .venv/bin/python -m infra.bench.ingest_steps [--batches 1200] [--per-transaction 2]
+    .venv/bin/python -m infra.bench.ingest_steps [--batches 1200] [--per-transaction 2] [--window-age 84]
 
 The same batches as `infra.bench.ingest` (100 events each) against a fresh database, with no HTTP
 and nothing else running at once: the messages are parsed and validated and made drafts, then
@@ -34,7 +34,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from infra import migrate, stack
-from infra.bench.ingest import BATCH, _admin, _new_workspace, make_batches
+from infra.bench.ingest import BATCH, WINDOW_AGE_HELP, WINDOW_AGE_HOURS, _admin, _new_workspace, make_batches
 from services.ingest import aggregates, flags, payload, repository, service
 from shared.db import create_engine, create_sessionmaker, driver_connection, session_scope
 from shared.runtime import tune_gc
@@ -139,9 +139,11 @@ class DraftClock:
         return drafts
 
 
-async def measure(batch_count: int, per_transaction: int, database_url: str, redis_url: str) -> None:
+async def measure(
+    batch_count: int, per_transaction: int, window_age: float, database_url: str, redis_url: str
+) -> None:
     settings = Settings(database_url=database_url, redis_url=redis_url, log_level="WARNING")
-    write_key = await _new_workspace(settings)
+    write_key = await _new_workspace(settings, window_age)
     # one connection, so one backend serves every transaction (`create_engine` allows as many again)
     engine = create_engine(settings.model_copy(update={"db_pool_size": 1}))
     sessionmaker = create_sessionmaker(engine)
@@ -206,6 +208,7 @@ def main() -> None:
     )
     parser.add_argument("--batches", type=int, default=1200)
     parser.add_argument("--per-transaction", type=int, default=2)
+    parser.add_argument("--window-age", type=float, default=WINDOW_AGE_HOURS, help=WINDOW_AGE_HELP)
     args = parser.parse_args()
     base = Settings()
     if not base.database_url:
@@ -220,7 +223,7 @@ async def _in_fresh_database(args: argparse.Namespace, server_url: str, redis_ur
     try:
         database_url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
         await asyncio.to_thread(migrate.upgrade, database_url)
-        await measure(args.batches, args.per_transaction, database_url, redis_url)
+        await measure(args.batches, args.per_transaction, args.window_age, database_url, redis_url)
     finally:
         await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -13,6 +13,16 @@ The partition is emptied by TRUNCATE: whole, no row-by-row delete, no vacuum deb
 batches in flight, and batches wait for it (a moment); `ROTATION_LOCK_TIMEOUT` bounds that, and a
 rotation that cannot get its lock is left to the next run.
 
+A message made after the current generation started cannot be in the previous one, so that is not
+searched for it: ~4-6 us of Postgres an id saved, most of a window long (from `PROBE_MARGIN` after a
+generation starts). A message's making time is known when its device sent both `timestamp` and
+`sentAt`: Segment's clock-skew correction puts `timestamp` on the server's clock, off by the
+network's delay only (service.py, `made_at`). Without both, or when the corrected time is later
+than the request's arrival (the device's clock changed between the two), the previous generation is
+searched. `PROBE_MARGIN` covers the delay and the clocks of the servers; a repeat could be missed
+only if a device's clock went back by more than that between making a message and sending it, and
+its first sending had been answered in the previous generation without the answer arriving.
+
 The generation is read from the table (`dedupe_window`), never from a process's clock: a claim must
 never use an older generation than an earlier claim of the same messageId, or it would not look
 where that one wrote. Claims of one shopper run one after the other (advisory locks), and each
@@ -35,6 +45,7 @@ from shared.worker import job_session
 log = structlog.get_logger(__name__)
 
 ROTATION_LOCK_TIMEOUT = "2s"
+PROBE_MARGIN = timedelta(days=1)  # a message made this long after a generation started skips the search
 _LOCK_NOT_AVAILABLE = "55P03"
 
 

@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.ingest.dedupe import PROBE_MARGIN
 from services.ingest.identity import Key, Plan
 from services.ingest.models import DEDUPE_GENERATIONS
 from shared.db import driver_connection
@@ -102,22 +103,29 @@ async def plan_by_key_and_lock(session: AsyncSession, workspace_id: uuid.UUID, k
 # ids with their profile's last activity (the visits continue it: services/ingest/deltas.py), as one
 # result: claimed ids in `message_id`, known identities in the other columns.
 # A messageId is claimed in the dedupe window's current generation unless the previous one holds it
-# (services/ingest/dedupe.py); the generation is read here, in the claim's own statement.
+# (services/ingest/dedupe.py); the generation is read here, in the claim's own statement. The
+# previous one is not searched for a message known to be made after the current one started
+# (`dedupe.PROBE_MARGIN`): `OR` tries its arguments in order, so the search runs only for the others.
 # The claim goes in one lock order for every request, so concurrent retries cannot deadlock.
 # Each id is a primary-key probe. The LIMITs keep the subqueries apart from the outer query, so
 # the planner cannot turn them into a join that reads the whole workspace (it did while the tables
 # grew faster than their statistics: every batch read all the workspace's identities and profiles).
+PROBE_MARGIN_SECONDS = int(PROBE_MARGIN.total_seconds())
 _CLAIM_AND_FIND = f"""
     WITH generation AS MATERIALIZED (  -- generation 0 if the window's row is missing: never none
-        SELECT coalesce((SELECT generation FROM ingest.dedupe_window WHERE one_row), 0) AS current
+        SELECT coalesce(d.generation, 0) AS current,  -- and from when a message is not looked up:
+               extract(epoch FROM coalesce(d.started_at, 'infinity'))::float8 + {PROBE_MARGIN_SECONDS}
+                   AS new_from
+        FROM (SELECT) AS one LEFT JOIN ingest.dedupe_window AS d ON d.one_row
     ), window_now AS (
-        SELECT current, (current + {DEDUPE_GENERATIONS - 1}) % {DEDUPE_GENERATIONS} AS previous
+        SELECT current, (current + {DEDUPE_GENERATIONS - 1}) % {DEDUPE_GENERATIONS} AS previous, new_from
         FROM generation
     ), claimed AS (
         INSERT INTO ingest.received_messages (workspace_id, message_id, generation, event_id, received_at)
         SELECT $1::uuid, m.message_id, w.current, m.event_id, $2::timestamptz
-        FROM unnest($3::text[], $4::uuid[]) AS m(message_id, event_id) CROSS JOIN window_now AS w
-        WHERE NOT EXISTS (
+        FROM unnest($3::text[], $4::uuid[], $7::float8[]) AS m(message_id, event_id, made_at)
+        CROSS JOIN window_now AS w
+        WHERE m.made_at >= w.new_from OR NOT EXISTS (
             SELECT 1 FROM ingest.received_messages AS r
             WHERE r.workspace_id = $1::uuid AND r.message_id = m.message_id AND r.generation = w.previous
             OFFSET 0)  -- a key probe per id: as an anti-join, it read the whole previous generation
@@ -154,24 +162,36 @@ class Claimed:
     last_seen: dict[uuid.UUID, datetime]  # the last activity of their profiles, where there was any
 
 
+class Claim(Protocol):
+    """A message to claim (service.py's drafts are)."""
+
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def event_id(self) -> str: ...  # a uuid, as text
+    @property
+    def made_at(self) -> float | None: ...  # when it was made (Unix time), where its clocks tell (dedupe.py)
+
+
 async def claim_and_find(
     session: AsyncSession,
     workspace_id: uuid.UUID,
-    message_ids: Sequence[tuple[str, str]],
+    claims: Sequence[Claim],
     keys: Sequence[Key],
     received_at: datetime,
 ) -> Claimed:
-    """Record (message_id, event_id) pairs, and look up `keys` and their profiles' last activity:
-    one round trip."""
+    """Record the messageIds (with their event ids), and look up `keys` and their profiles' last
+    activity: one round trip."""
     connection = await driver_connection(session)
     rows = await connection.fetch(
         _CLAIM_AND_FIND,
         workspace_id,
         received_at,
-        [m for m, _ in message_ids],
-        [e for _, e in message_ids],
+        [c.message_id for c in claims],
+        [c.event_id for c in claims],
         [k for k, _ in keys],
         [v for _, v in keys],
+        [c.made_at for c in claims],
     )
     claimed = Claimed(set(), [], {})
     for message_id, kind, value, profile_id, user_id, last_seen_at in rows:

@@ -3,7 +3,9 @@ window after it was first received; the ingest worker empties the oldest generat
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text
 
@@ -15,6 +17,13 @@ from shared.testing.fixtures import serve
 from tests.ingest.conftest import events_of, track, write_key
 
 WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    message_id: str
+    event_id: str
+    made_at: float | None = None
 
 
 def _ctx(settings, clock, db) -> dict[str, object]:
@@ -61,6 +70,76 @@ async def test_a_repeat_a_window_later_is_still_ignored(settings, clock, client,
     assert await _send(client, "msg-1", "다른 이벤트") == {"accepted": 1, "duplicates": 1}
     assert [e.name for e in await events_of(db, shop.workspace.id)] == ["장바구니 담기"]
     assert await _received(db) == {0: 1}  # found in the previous generation, not claimed again
+
+
+async def _plant_in_generation(db, workspace_id: uuid.UUID, message_id: str, generation: int) -> None:
+    async with session_scope(db) as session:
+        await session.execute(
+            text("INSERT INTO ingest.received_messages VALUES (:ws, :message_id, :gen, :event_id, now())"),
+            {"ws": workspace_id, "message_id": message_id, "gen": generation, "event_id": uuid.uuid4()},
+        )
+
+
+async def _send_made(client, message_id: str, made_at: datetime, sent_at: datetime | None) -> dict[str, int]:
+    """A message made at `made_at`, sent at `sent_at` (by the same, right, clock)."""
+    batch: dict[str, object] = {
+        "batch": [track(userId="user-1004", messageId=message_id, timestamp=made_at.isoformat())]
+    }
+    if sent_at is not None:
+        batch["sentAt"] = sent_at.isoformat()
+    response = await client.post("/v1/batch", json=batch)
+    assert response.status_code == 200
+    return {key: response.json()[key] for key in ("accepted", "duplicates")}
+
+
+async def test_the_previous_generation_is_searched_only_for_messages_that_may_be_in_it(
+    settings, clock, client, db, shop
+):
+    ctx = _ctx(settings, clock, db)
+    await _start_window(ctx, db)
+    made_early = clock.now() + timedelta(hours=1)
+    await _send_made(client, "msg-resent", made_early, sent_at=made_early)  # generation 0
+    clock.advance(WINDOW)
+    assert await dedupe.rotate_dedupe_window(ctx) == 1
+    clock.advance(dedupe.PROBE_MARGIN + timedelta(hours=1))
+    now = clock.now()
+    # ids as if generation 0 held them: a message made after generation 1 started cannot be there
+    for message_id in ("msg-new", "msg-without-sent-at", "msg-from-a-clock-gone-back"):
+        await _plant_in_generation(db, shop.workspace.id, message_id, 0)
+
+    # made before generation 1 started: searched for, and found
+    assert await _send_made(client, "msg-resent", made_early, sent_at=now) == {"accepted": 1, "duplicates": 1}
+    # made a minute ago, the clocks say: not searched for
+    assert await _send_made(client, "msg-new", now - timedelta(minutes=1), sent_at=now) == {
+        "accepted": 1,
+        "duplicates": 0,
+    }
+    # without sentAt, the device's clock may be wrong: searched for
+    assert await _send_made(client, "msg-without-sent-at", now, sent_at=None) == {
+        "accepted": 1,
+        "duplicates": 1,
+    }
+    # corrected to a time after its arrival: the device's clock changed in between; searched for
+    made_later = now + timedelta(hours=2)
+    assert await _send_made(client, "msg-from-a-clock-gone-back", made_later, sent_at=now) == {
+        "accepted": 1,
+        "duplicates": 1,
+    }
+    assert await _received(db) == {0: 4, 1: 1}
+
+
+async def test_within_the_margin_after_a_generation_started_every_message_is_searched_for(
+    settings, clock, client, db, shop
+):
+    ctx = _ctx(settings, clock, db)
+    await _start_window(ctx, db)
+    clock.advance(WINDOW)
+    assert await dedupe.rotate_dedupe_window(ctx) == 1
+    clock.advance(dedupe.PROBE_MARGIN - timedelta(minutes=1))
+    await _plant_in_generation(db, shop.workspace.id, "msg-1", 0)
+
+    now = clock.now()
+    assert await _send_made(client, "msg-1", now, sent_at=now) == {"accepted": 1, "duplicates": 1}
 
 
 async def test_two_windows_later_a_message_id_is_new_again_and_its_generation_is_emptied(
@@ -127,7 +206,7 @@ async def test_a_rotation_that_cannot_get_its_lock_waits_for_the_next_run(
     async with session_scope(db) as batch_in_flight:
         await repository.plan_by_key(batch_in_flight)
         await repository.claim_and_find(
-            batch_in_flight, shop.workspace.id, [("msg-1", str(shop.workspace.id))], [], clock.now()
+            batch_in_flight, shop.workspace.id, [_Claim("msg-1", str(uuid.uuid4()))], [], clock.now()
         )
         assert await dedupe.rotate_dedupe_window(ctx) is None
     async with session_scope(db) as session:
