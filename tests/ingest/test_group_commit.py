@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest import service
 from services.ingest.group_commit import GroupCommit
@@ -60,6 +61,32 @@ async def test_requests_that_gather_share_a_transaction(db, shop, transactions):
     assert (second.accepted, second.duplicates) == (2, 1)
     assert (third.accepted, third.duplicates) == (3, 1)
     assert sorted(e.message_id for e in await events_of(db, store.id)) == ["a1", "a2", "b1", "c1", "c2"]
+
+
+async def test_the_next_transaction_starts_while_one_commits(db, shop, monkeypatch, transactions):
+    """A COMMIT waits for the disk; the process's next transaction need not wait for it."""
+    first_committing, let_it_commit = asyncio.Event(), asyncio.Event()
+    commit = AsyncSession.commit
+
+    async def slow_first_commit(self: AsyncSession) -> None:
+        if not first_committing.is_set():
+            first_committing.set()
+            await let_it_commit.wait()
+        await commit(self)
+
+    monkeypatch.setattr(AsyncSession, "commit", slow_first_commit)
+    group = GroupCommit(db)
+    store = shop.workspace
+    first = asyncio.create_task(group.record(store.id, store.timezone, _drafts("a1"), NOW))
+    await first_committing.wait()
+
+    second = group.record(store.id, store.timezone, _drafts("b1", user="member-2"), NOW)
+    assert (await asyncio.wait_for(second, timeout=10)).accepted == 1
+    assert not first.done()
+    let_it_commit.set()
+    assert (await first).accepted == 1
+    assert transactions == [[1], [1]]
+    assert sorted(e.message_id for e in await events_of(db, store.id)) == ["a1", "b1"]
 
 
 async def test_a_failing_request_fails_alone(db, shop, monkeypatch, transactions):
