@@ -437,6 +437,18 @@ async def database_backends(database_url: str) -> list[int]:
         await conn.close()
 
 
+async def committed(database_url: str) -> int:
+    """Transactions committed in the bench's database so far (backends report them within ~1 s)."""
+    conn = await _connect(database_url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
 async def _measured_processes(database_url: str, app_pid: int, publisher_pid: int) -> dict[str, list[int]]:
     """The processes whose CPU the closed loop is charged: the uvicorn workers, the publisher, the
     Postgres backends connected to the bench's database, and this process (the load generator: a
@@ -464,6 +476,12 @@ def _report_cpu(
         parts.append(f"{name} {used / events * 1e6:,.0f} us")
     parts.append(f"whole machine {machine / events * 1e6:,.0f} us")
     print(f"{'  CPU per event':<34} " + ", ".join(parts))
+
+
+def _report_transactions(commits: int, requests: int) -> None:
+    """How many requests a transaction took on average (the publisher's few transactions count too):
+    a transaction's fixed cost is spread over them (services/ingest/group_commit.py)."""
+    print(f"{'  transactions':<34} {commits:,} committed, {requests / max(commits, 1):.1f} requests each")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -551,6 +569,7 @@ async def _run_loops(
             await closed_loop(http, warm, 2, 4, headers)
             half = len(batches) // 2  # the open loop's batches, made apart (`main`)
             cpu_before = _cpu_by_pid(await _measured_processes(database_url, process.pid, publisher.pid))
+            commits = await committed(database_url)
             machine = machine_busy_seconds()
             rate, latencies, errors = await closed_loop(
                 http, batches[20:half], args.seconds, args.concurrency, headers
@@ -559,6 +578,8 @@ async def _run_loops(
             cpu_after = _cpu_by_pid(await _measured_processes(database_url, process.pid, publisher.pid))
             _report(f"closed loop, {args.concurrency} in flight", rate, latencies, errors)
             _report_cpu(cpu_before, cpu_after, machine, len(latencies) * BATCH)
+            await asyncio.sleep(1.5)  # the backends' last counts reported
+            _report_transactions(await committed(database_url) - commits, len(latencies))
             target = min(args.rate, rate * 0.7)  # a rate it can sustain, to read latency at
             stop_watching = asyncio.Event()
             watching = None
