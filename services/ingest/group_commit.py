@@ -8,9 +8,12 @@ under load, requests gather behind the running transactions and the next one tak
 `max_events`). Each request returns only when the transaction holding its messages has committed,
 so a 2xx still means committed.
 
-A transaction's COMMIT waits for its WAL to reach the disk (~1 ms here), and nothing else of the
-process's would run meanwhile: so the next transaction starts as soon as one sends its COMMIT
-(`max_running` counts the transactions still at work, not those committing).
+A transaction's COMMIT waits for its WAL to reach the disk (~1 ms here, far more while a
+checkpoint writes). When no request is waiting as it sends its COMMIT, a request that arrives
+meanwhile starts at once instead of waiting for that disk (`max_running` then does not count the
+committing transaction). When requests are waiting, the next transaction starts after the COMMIT, and
+takes those that arrived during it too: under load, starting it at once halved the requests a
+transaction took (3 to 2), and so raised the fixed cost an event (BENCHMARKS.md, session 16).
 
 If a transaction of several requests fails, each is stored again on its own: a request that cannot
 go through fails alone, and the others' messages are kept. Storing again is safe: a messageId
@@ -80,7 +83,7 @@ class GroupCommit:
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self, workspace_id: uuid.UUID, workspace: _Workspace, taken: list[_Request]) -> None:
-        slot = _Slot(lambda: self._free_slot(workspace_id, workspace))
+        slot = _Slot(workspace, lambda: self._free_slot(workspace_id, workspace))
         try:
             await self._store(workspace_id, workspace.timezone, taken, slot)
         finally:
@@ -119,7 +122,7 @@ class GroupCommit:
                 timezone=timezone,
                 received_at=min(request.received_at for request in taken),
             )
-            slot.free()  # the COMMIT is next: the following transaction may start meanwhile
+            slot.free_unless_waiting()  # the COMMIT is next
             return results
 
 
@@ -127,6 +130,7 @@ class GroupCommit:
 class _Slot:
     """A running transaction's place among `max_running`, given back once."""
 
+    workspace: _Workspace
     give_back: Callable[[], None]
     freed: bool = False
 
@@ -134,6 +138,10 @@ class _Slot:
         if not self.freed:
             self.freed = True
             self.give_back()
+
+    def free_unless_waiting(self) -> None:
+        if not self.workspace.waiting:
+            self.free()
 
 
 def _settle(done: asyncio.Future[Recorded], outcome: Recorded | BaseException) -> None:

@@ -63,8 +63,8 @@ async def test_requests_that_gather_share_a_transaction(db, shop, transactions):
     assert sorted(e.message_id for e in await events_of(db, store.id)) == ["a1", "a2", "b1", "c1", "c2"]
 
 
-async def test_the_next_transaction_starts_while_one_commits(db, shop, monkeypatch, transactions):
-    """A COMMIT waits for the disk; the process's next transaction need not wait for it."""
+def _slow_first_commit(monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """The first COMMIT waits (as on a slow disk) until let through: (committing, let it commit)."""
     first_committing, let_it_commit = asyncio.Event(), asyncio.Event()
     commit = AsyncSession.commit
 
@@ -75,6 +75,12 @@ async def test_the_next_transaction_starts_while_one_commits(db, shop, monkeypat
         await commit(self)
 
     monkeypatch.setattr(AsyncSession, "commit", slow_first_commit)
+    return first_committing, let_it_commit
+
+
+async def test_with_nothing_waiting_a_request_need_not_wait_for_a_commit(db, shop, monkeypatch, transactions):
+    """A COMMIT waits for the disk; a request arriving meanwhile, with none before it, need not."""
+    first_committing, let_it_commit = _slow_first_commit(monkeypatch)
     group = GroupCommit(db)
     store = shop.workspace
     first = asyncio.create_task(group.record(store.id, store.timezone, _drafts("a1"), NOW))
@@ -87,6 +93,44 @@ async def test_the_next_transaction_starts_while_one_commits(db, shop, monkeypat
     assert (await first).accepted == 1
     assert transactions == [[1], [1]]
     assert sorted(e.message_id for e in await events_of(db, store.id)) == ["a1", "b1"]
+
+
+async def test_requests_waiting_as_a_transaction_commits_go_after_it_with_those_arriving_meanwhile(
+    db, shop, monkeypatch, transactions
+):
+    """Under load the next transaction waits for the COMMIT, and so gathers more requests."""
+    first_committing, let_it_commit = _slow_first_commit(monkeypatch)
+    first_stored, store_first = asyncio.Event(), asyncio.Event()
+    counted = service.record_drafts
+
+    async def first_held(session, workspace_id, parts, **kwargs):
+        recorded = await counted(session, workspace_id, parts, **kwargs)
+        if not first_stored.is_set():
+            first_stored.set()
+            await store_first.wait()
+        return recorded
+
+    monkeypatch.setattr(service, "record_drafts", first_held)
+    group = GroupCommit(db)
+    store = shop.workspace
+
+    def send(message_id: str, user: str) -> asyncio.Task:
+        return asyncio.create_task(
+            group.record(store.id, store.timezone, _drafts(message_id, user=user), NOW)
+        )
+
+    requests = [send("a1", "member-1")]
+    await first_stored.wait()
+    requests += [send("b1", "member-2"), send("c1", "member-3")]  # waiting as the first commits
+    await asyncio.sleep(0.05)
+    store_first.set()
+    await first_committing.wait()
+    requests.append(send("d1", "member-4"))  # arrives during the COMMIT
+    await asyncio.sleep(0.05)
+    let_it_commit.set()
+
+    assert [r.accepted for r in await asyncio.gather(*requests)] == [1, 1, 1, 1]
+    assert transactions == [[1], [1, 1, 1]]
 
 
 async def test_a_failing_request_fails_alone(db, shop, monkeypatch, transactions):
