@@ -4,13 +4,15 @@ schemas.py is the contract (OpenAPI, and the errors a bad message is answered wi
 100-message batch with it cost ~2.8 us a message, most of a request's parsing; msgspec checks the
 same dicts against these Structs in ~1 us (services/ingest/payload.py, `_all_valid`).
 
-The fast path accepts a message only where the contract gives the very same values, and otherwise
-says no; payload.py then validates each message with the contract, as before. So these Structs are
+The fast path accepts a message only where the contract gives the same values, and otherwise says
+no; payload.py then validates each message with the contract, as before. So these Structs are
 stricter than schemas.py, never looser:
 - no number is taken for an id (the contract turns it into a string), and only RFC 3339 times;
 - an id with white space around it is refused (the contract strips it): see `needs_contract`;
 - the snake_case names the contract also accepts (`user_id` for `userId`) are caught in `snake_*`
   fields, and a message that uses one is refused: otherwise the value would be silently dropped.
+One difference is kept: a time with more than 6 decimals (the .NET SDK sends 7) is rounded to the
+microsecond, where the contract cuts the rest off; the two are at most 1 us apart.
 
 Both kinds of message have the same attributes (`type`, `user_id`, `properties`, ...): the rest of
 ingest (services/ingest/service.py) reads either. tests/ingest/test_messages.py holds the two to

@@ -5,6 +5,7 @@ the contract validates it. No database: these are pure functions."""
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -121,6 +122,17 @@ def test_the_contract_reads_what_the_fast_path_would_read_otherwise(message):
         assert len(parsed.messages) == 1
     else:
         assert _attributes(parsed.messages[1]) == _attributes(contract)
+
+
+def test_a_time_with_more_than_six_decimals_is_rounded_where_the_contract_cuts_it():
+    """The one difference kept (services/ingest/messages.py): at most 1 us."""
+    message = {**TRACK, "timestamp": "2026-11-23T09:59:58.9999996Z"}
+    [fast] = payload.parse_batch({"batch": [message]}).messages
+    contract = _contract(message)
+
+    assert isinstance(fast, messages.FastMessage) and isinstance(contract, BaseModel)
+    assert fast.timestamp - contract.timestamp == timedelta(microseconds=1)
+    assert {**_attributes(fast), "timestamp": None} == {**_attributes(contract), "timestamp": None}
 
 
 def test_every_character_the_contract_strips_from_an_id_python_strips_too():
