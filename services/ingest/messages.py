@@ -98,17 +98,16 @@ def needs_contract(message: FastMessage) -> bool:
         or message.snake_anonymous_id is not UNSET
         or message.snake_message_id is not UNSET
         or message.snake_sent_at is not UNSET
+        or _stripped(message.user_id)
+        or _stripped(message.anonymous_id)
+        or _stripped(message.message_id)
     ):
         return True
-    if isinstance(message, Group | Alias) and _needs_contract_too(message):
-        return True
-    return _stripped(message.user_id) or _stripped(message.anonymous_id) or _stripped(message.message_id)
-
-
-def _needs_contract_too(message: Group | Alias) -> bool:
     if isinstance(message, Group):
         return message.snake_group_id is not UNSET or _stripped(message.group_id)
-    return message.snake_previous_id is not UNSET or _stripped(message.previous_id)
+    if isinstance(message, Alias):
+        return message.snake_previous_id is not UNSET or _stripped(message.previous_id)
+    return False
 
 
 def _stripped(value: str | None) -> bool:
