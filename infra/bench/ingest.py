@@ -178,9 +178,8 @@ PREVIOUS_GENERATION_IDS = 500_000
 WINDOW_AGE_HOURS = 84.0
 WINDOW_AGE_HELP = "hours since the dedupe window's current generation started (0: just rotated)"
 _SEED_PREVIOUS_GENERATION = text("""
-    INSERT INTO ingest.received_messages (workspace_id, message_id, generation, event_id, received_at)
-    SELECT :workspace_id, md5(i::text), (SELECT (generation + 2) % 3 FROM ingest.dedupe_window),
-           gen_random_uuid(), now()
+    INSERT INTO ingest.received_messages (workspace_id, message_id, generation)
+    SELECT :workspace_id, md5(i::text), (SELECT (generation + 2) % 3 FROM ingest.dedupe_window)
     FROM generate_series(1, :count) AS i
 """)
 

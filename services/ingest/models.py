@@ -116,7 +116,7 @@ class Event(Base):
 class ReceivedMessage(Base):
     """The messageIds accepted within the dedupe window: a repeat is answered 200 and ignored.
     Partitioned by `generation` (migration 0013, services/ingest/dedupe.py): the oldest generation
-    is emptied whole when the next one starts."""
+    is emptied whole when the next one starts. The keys only: an event carries its messageId (0014)."""
 
     __tablename__ = "received_messages"
     __table_args__ = {"schema": SCHEMA, "postgresql_partition_by": "LIST (generation)"}  # noqa: RUF012
@@ -124,8 +124,6 @@ class ReceivedMessage(Base):
     workspace_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     message_id: Mapped[str] = mapped_column(String(255, collation="C"), primary_key=True)  # opaque ids
     generation: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    event_id: Mapped[uuid.UUID]
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class DedupeWindow(Base):

@@ -121,9 +121,9 @@ _CLAIM_AND_FIND = f"""
         SELECT current, (current + {DEDUPE_GENERATIONS - 1}) % {DEDUPE_GENERATIONS} AS previous, new_from
         FROM generation
     ), claimed AS (
-        INSERT INTO ingest.received_messages (workspace_id, message_id, generation, event_id, received_at)
-        SELECT $1::uuid, m.message_id, w.current, m.event_id, $2::timestamptz
-        FROM unnest($3::text[], $4::uuid[], $7::float8[]) AS m(message_id, event_id, made_at)
+        INSERT INTO ingest.received_messages (workspace_id, message_id, generation)
+        SELECT $1::uuid, m.message_id, w.current
+        FROM unnest($2::text[], $3::float8[]) AS m(message_id, made_at)
         CROSS JOIN window_now AS w
         WHERE m.made_at >= w.new_from OR NOT EXISTS (
             SELECT 1 FROM ingest.received_messages AS r
@@ -138,7 +138,7 @@ _CLAIM_AND_FIND = f"""
     FROM claimed
     UNION ALL
     SELECT NULL, k.kind, k.value, i.profile_id, p.user_id, a.last_seen_at
-    FROM unnest($5::text[], $6::text[]) AS k(kind, value)
+    FROM unnest($4::text[], $5::text[]) AS k(kind, value)
     CROSS JOIN LATERAL (
         SELECT profile_id FROM ingest.identities
         WHERE workspace_id = $1::uuid AND kind = k.kind AND value = k.value
@@ -168,8 +168,6 @@ class Claim(Protocol):
     @property
     def message_id(self) -> str: ...
     @property
-    def event_id(self) -> str: ...  # a uuid, as text
-    @property
     def made_at(self) -> float | None: ...  # when it was made (Unix time), where its clocks tell (dedupe.py)
 
 
@@ -178,20 +176,16 @@ async def claim_and_find(
     workspace_id: uuid.UUID,
     claims: Sequence[Claim],
     keys: Sequence[Key],
-    received_at: datetime,
 ) -> Claimed:
-    """Record the messageIds (with their event ids), and look up `keys` and their profiles' last
-    activity: one round trip."""
+    """Record the messageIds, and look up `keys` and their profiles' last activity: one round trip."""
     connection = await driver_connection(session)
     rows = await connection.fetch(
         _CLAIM_AND_FIND,
         workspace_id,
-        received_at,
         [c.message_id for c in claims],
-        [c.event_id for c in claims],
+        [c.made_at for c in claims],
         [k for k, _ in keys],
         [v for _, v in keys],
-        [c.made_at for c in claims],
     )
     claimed = Claimed(set(), [], {})
     for message_id, kind, value, profile_id, user_id, last_seen_at in rows:

@@ -226,7 +226,7 @@ async def record_drafts(
     # any retried message) then run one after the other, and nothing waits in a cycle.
     all_keys = sorted({key for d in drafts for key in _keys(d.ids)})
     await repository.plan_by_key_and_lock(session, workspace_id, all_keys)
-    claimed = await repository.claim_and_find(session, workspace_id, drafts, all_keys, received_at)
+    claimed = await repository.claim_and_find(session, workspace_id, drafts, all_keys)
     fresh = [d for d in drafts if d.message_id in claimed.fresh]
     plan = _resolve_profiles(fresh, claimed.known)
     events = [_event(draft, profile) for draft, profile in zip(fresh, plan.profile_of_message, strict=True)]

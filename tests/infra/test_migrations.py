@@ -73,3 +73,31 @@ def test_unpublished_events_stay_unpublished_across_the_outbox_reshaping():
         )
     finally:
         asyncio.run(_drop_database(servers.servers.database_url, name))
+
+
+def test_the_dedupe_window_gets_its_event_ids_back_on_downgrade():
+    """0014 keeps only the messageIds; going back, each gets its event's id and arrival where the
+    event is still kept, and the nil uuid where it is not."""
+    servers = test_servers()
+    name = f"dasi_mig_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_create_database(servers.servers.database_url, name))
+    url = make_url(servers.servers.database_url).set(database=name).render_as_string(hide_password=False)
+    first, second, third, workspace, profile = (uuid.uuid4() for _ in range(5))
+    try:
+        migrate.upgrade(url, "0014")
+        asyncio.run(_fetch(url, _STORE_EVENTS, first, second, third, workspace, profile))
+        asyncio.run(
+            _fetch(
+                url,
+                "INSERT INTO ingest.received_messages VALUES ($1, 'm-1', 0), ($1, 'm-gone', 0)",
+                workspace,
+            )
+        )
+
+        migrate.downgrade(url, "0013")
+        rows = asyncio.run(
+            _fetch(url, "SELECT message_id, event_id, received_at IS NOT NULL FROM ingest.received_messages")
+        )
+        assert sorted(rows) == [("m-1", first, True), ("m-gone", uuid.UUID(int=0), True)]
+    finally:
+        asyncio.run(_drop_database(servers.servers.database_url, name))

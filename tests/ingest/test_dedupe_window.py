@@ -22,7 +22,6 @@ WINDOW = timedelta(days=7)
 @dataclass(frozen=True)
 class _Claim:
     message_id: str
-    event_id: str
     made_at: float | None = None
 
 
@@ -75,8 +74,8 @@ async def test_a_repeat_a_window_later_is_still_ignored(settings, clock, client,
 async def _plant_in_generation(db, workspace_id: uuid.UUID, message_id: str, generation: int) -> None:
     async with session_scope(db) as session:
         await session.execute(
-            text("INSERT INTO ingest.received_messages VALUES (:ws, :message_id, :gen, :event_id, now())"),
-            {"ws": workspace_id, "message_id": message_id, "gen": generation, "event_id": uuid.uuid4()},
+            text("INSERT INTO ingest.received_messages VALUES (:ws, :message_id, :gen)"),
+            {"ws": workspace_id, "message_id": message_id, "gen": generation},
         )
 
 
@@ -205,9 +204,7 @@ async def test_a_rotation_that_cannot_get_its_lock_waits_for_the_next_run(
     monkeypatch.setattr(dedupe, "ROTATION_LOCK_TIMEOUT", "200ms")
     async with session_scope(db) as batch_in_flight:
         await repository.plan_by_key(batch_in_flight)
-        await repository.claim_and_find(
-            batch_in_flight, shop.workspace.id, [_Claim("msg-1", str(uuid.uuid4()))], [], clock.now()
-        )
+        await repository.claim_and_find(batch_in_flight, shop.workspace.id, [_Claim("msg-1")], [])
         assert await dedupe.rotate_dedupe_window(ctx) is None
     async with session_scope(db) as session:
         assert (await session.execute(text("SELECT generation FROM ingest.dedupe_window"))).scalar() == 0
