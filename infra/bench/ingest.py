@@ -1,7 +1,7 @@
 """Ingest benchmark: realistic batches through POST /v1/batch, end to end, with the aggregates kept.
 
     .venv/bin/python -m infra.bench.ingest [--seconds 20] [--workers 2] [--concurrency 16] [--rate 30000]
-                                           [--window-age 84] [--open-rate R] [--timeline]
+                                           [--window-age 84] [--open-rate R] [--no-vacuum] [--timeline]
 
 It starts its own servers (the embedded default, or DASI_DATABASE_URL / DASI_REDIS_URL), a fresh
 database, the ingest app under uvicorn and the ingest worker (the outbox publisher) in separate
@@ -14,6 +14,9 @@ It prints, measured in this same run:
    `--open-rate` if given), with latency; `--timeline` adds the slowest batch of each second, and
    when autovacuum and checkpoints ran (in session 11 some slow seconds matched autovacuum's runs
    on the freshly filled tables, others nothing in Postgres: this machine's own noise).
+   Before it, a VACUUM ANALYZE of what the closed loop wrote (`--no-vacuum`: none). Left to
+   autovacuum, the open loop paid for the closed loop's rows (and the seeded ones) all at once;
+   a deployment's autovacuum keeps pace with its traffic, as it does with the open loop's own rows.
 
 Events: 100,000 shoppers; a batch carries the activity of `--shoppers-per-batch` of them (an SDK in
 a browser or app batches one shopper's events; a store's server mixes several). Per 100 events:
@@ -160,6 +163,17 @@ async def _connect(url: str, database: str | None = None) -> asyncpg.Connection:
         password=parsed.password,
         database=database or parsed.database,
     )
+
+
+async def vacuum(database_url: str) -> float:
+    """VACUUM ANALYZE the bench's database; returns the seconds it took."""
+    conn = await _connect(database_url)
+    try:
+        started = time.perf_counter()
+        await conn.execute("VACUUM ANALYZE")
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
 
 
 async def _admin(url: str, sql: str) -> None:
@@ -527,6 +541,7 @@ async def measure(args: argparse.Namespace, server_url: str, redis_url: str) -> 
     # a stream of its own, as the database: the bench deletes it before and after (stream_kept_up)
     settings = Settings(database_url=database_url, redis_url=redis_url, events_stream=f"dasi:events:{name}")
     write_key = await _new_workspace(settings, args.window_age)
+    await vacuum(database_url)  # a deployed store's previous generation was vacuumed long ago
     import base64
 
     headers = {
@@ -580,6 +595,8 @@ async def _run_loops(
             await asyncio.sleep(1.5)  # the backends' last counts reported
             _report_transactions(await committed(database_url) - commits, len(latencies))
             target = args.open_rate or min(args.rate, rate * 0.7)  # a rate it can sustain, for latency
+            if not args.no_vacuum:
+                print(f"{'  then VACUUM ANALYZE':<34} {await vacuum(database_url):9.1f} s", flush=True)
             stop_watching = asyncio.Event()
             watching = None
             if args.timeline:
@@ -612,6 +629,11 @@ def main() -> None:
     )
     parser.add_argument("--shoppers-per-batch", type=int, default=5)
     parser.add_argument("--window-age", type=float, default=WINDOW_AGE_HOURS, help=WINDOW_AGE_HELP)
+    parser.add_argument(
+        "--no-vacuum",
+        action="store_true",
+        help="leave the closed loop's rows to autovacuum, during the open loop (as before session 17)",
+    )
     parser.add_argument(
         "--timeline",
         action="store_true",
