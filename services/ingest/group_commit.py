@@ -88,8 +88,11 @@ class GroupCommit:
             await self._store(workspace_id, workspace.timezone, taken, slot)
         finally:
             slot.free()
-            if not workspace.waiting and not workspace.running:
-                self._workspaces.pop(workspace_id, None)
+            # forgotten when idle; by then the entry may be a newer one (this transaction's COMMIT
+            # outlasted the next transaction, which forgot this one): that one stays
+            idle = not workspace.waiting and not workspace.running
+            if idle and self._workspaces.get(workspace_id) is workspace:
+                del self._workspaces[workspace_id]
 
     def _free_slot(self, workspace_id: uuid.UUID, workspace: _Workspace) -> None:
         workspace.running -= 1

@@ -179,3 +179,47 @@ async def test_a_transaction_takes_at_most_max_events(db, shop, transactions):
         *(group.record(store.id, store.timezone, _drafts(f"m{i}a", f"m{i}b"), NOW) for i in range(4))
     )
     assert transactions == [[2], [2], [2], [2]]  # two requests would make 4 events
+
+
+async def test_a_transaction_ending_late_does_not_lift_the_limit_for_those_after_it(
+    db, shop, monkeypatch, transactions
+):
+    """A transaction whose COMMIT outlasts the next transaction of its workspace leaves the
+    workspace's later requests to wait their turn: one transaction at work at once (max_running)."""
+    first_committing, let_it_commit = _slow_first_commit(monkeypatch)
+    third_running, let_third_end = asyncio.Event(), asyncio.Event()
+    counted = service.record_drafts
+
+    async def third_held(session, workspace_id, parts, **kwargs):
+        recorded = await counted(session, workspace_id, parts, **kwargs)
+        if any(d.message_id == "c1" for part in parts for d in part):
+            third_running.set()
+            await let_third_end.wait()
+        return recorded
+
+    monkeypatch.setattr(service, "record_drafts", third_held)
+    group = GroupCommit(db)
+    store = shop.workspace
+
+    def send(message_id: str, user: str) -> asyncio.Task:
+        return asyncio.create_task(
+            group.record(store.id, store.timezone, _drafts(message_id, user=user), NOW)
+        )
+
+    first = send("a1", "member-1")
+    try:
+        await first_committing.wait()
+        assert (await send("b1", "member-2")).accepted == 1  # went during the first's COMMIT, and ended
+        third = send("c1", "member-3")
+        await third_running.wait()
+        let_it_commit.set()
+        assert (await first).accepted == 1  # the first ends while the third is at work
+
+        fourth = send("d1", "member-4")
+        await asyncio.sleep(0.1)
+        assert transactions == [[1], [1], [1]]  # the fourth waits for the third
+    finally:  # nothing left hanging when an assertion fails
+        let_it_commit.set()
+        let_third_end.set()
+    assert [(await r).accepted for r in (third, fourth)] == [1, 1]
+    assert transactions == [[1], [1], [1], [1]]
