@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import Iterator
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -16,18 +18,24 @@ def test_models_and_migrations_agree(settings):
     migrate.check(settings.require_database_url())  # raises on drift
 
 
-def test_downgrade_to_base_and_upgrade_again():
-    servers = test_servers()
+@contextlib.contextmanager
+def _scratch_database() -> Iterator[str]:
+    """A database of its own on the test servers, dropped after: its URL."""
+    server_url = test_servers().servers.database_url
     name = f"dasi_mig_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_create_database(servers.servers.database_url, name))
-    url = make_url(servers.servers.database_url).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(_create_database(server_url, name))
     try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_drop_database(server_url, name))
+
+
+def test_downgrade_to_base_and_upgrade_again():
+    with _scratch_database() as url:
         migrate.upgrade(url)
         migrate.downgrade(url, "base")
         migrate.upgrade(url)
         migrate.check(url)
-    finally:
-        asyncio.run(_drop_database(servers.servers.database_url, name))
 
 
 _STORE_EVENTS = """
@@ -52,12 +60,8 @@ async def _fetch(url: str, sql: str, *args: object) -> list[tuple[object, ...]]:
 
 def test_unpublished_events_stay_unpublished_across_the_outbox_reshaping():
     """0012 turns one outbox row per event into one per stored transaction, and back."""
-    servers = test_servers()
-    name = f"dasi_mig_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_create_database(servers.servers.database_url, name))
-    url = make_url(servers.servers.database_url).set(database=name).render_as_string(hide_password=False)
     first, second, third, workspace, profile = (uuid.uuid4() for _ in range(5))
-    try:
+    with _scratch_database() as url:
         migrate.upgrade(url, "0011")
         asyncio.run(_fetch(url, _STORE_EVENTS, first, second, third, workspace, profile))
         asyncio.run(_fetch(url, _OUTBOX_ROW_PER_EVENT))
@@ -71,19 +75,13 @@ def test_unpublished_events_stay_unpublished_across_the_outbox_reshaping():
         assert sorted(rows) == sorted(
             [(first, profile, "Product Viewed"), (second, profile, "/"), (third, profile, "Order Completed")]
         )
-    finally:
-        asyncio.run(_drop_database(servers.servers.database_url, name))
 
 
 def test_the_dedupe_window_gets_its_event_ids_back_on_downgrade():
     """0014 keeps only the messageIds; going back, each gets its event's id and arrival where the
     event is still kept, and the nil uuid where it is not."""
-    servers = test_servers()
-    name = f"dasi_mig_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_create_database(servers.servers.database_url, name))
-    url = make_url(servers.servers.database_url).set(database=name).render_as_string(hide_password=False)
     first, second, third, workspace, profile = (uuid.uuid4() for _ in range(5))
-    try:
+    with _scratch_database() as url:
         migrate.upgrade(url, "0014")
         asyncio.run(_fetch(url, _STORE_EVENTS, first, second, third, workspace, profile))
         asyncio.run(
@@ -99,5 +97,3 @@ def test_the_dedupe_window_gets_its_event_ids_back_on_downgrade():
             _fetch(url, "SELECT message_id, event_id, received_at IS NOT NULL FROM ingest.received_messages")
         )
         assert sorted(rows) == [("m-1", first, True), ("m-gone", uuid.UUID(int=0), True)]
-    finally:
-        asyncio.run(_drop_database(servers.servers.database_url, name))

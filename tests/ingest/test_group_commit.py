@@ -5,6 +5,7 @@ several requests fails only the request that cannot go through; workspaces never
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -78,6 +79,34 @@ def _slow_first_commit(monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:
     return first_committing, let_it_commit
 
 
+def _held_once_stored(monkeypatch, message_id: str) -> tuple[asyncio.Event, asyncio.Event]:
+    """The transaction storing `message_id` waits, its statements run, until let through:
+    (stored, let it go on)."""
+    stored, let_go = asyncio.Event(), asyncio.Event()
+    record = service.record_drafts
+
+    async def held(session, workspace_id, parts, **kwargs):
+        recorded = await record(session, workspace_id, parts, **kwargs)
+        if any(d.message_id == message_id for part in parts for d in part):
+            stored.set()
+            await let_go.wait()
+        return recorded
+
+    monkeypatch.setattr(service, "record_drafts", held)
+    return stored, let_go
+
+
+def _sender(group: GroupCommit, store) -> Callable[[str, str], asyncio.Task]:
+    """Sends one message of a shopper of `store` to `group`, as a request of its own."""
+
+    def send(message_id: str, user: str) -> asyncio.Task:
+        return asyncio.create_task(
+            group.record(store.id, store.timezone, _drafts(message_id, user=user), NOW)
+        )
+
+    return send
+
+
 async def test_with_nothing_waiting_a_request_need_not_wait_for_a_commit(db, shop, monkeypatch, transactions):
     """A COMMIT waits for the disk; a request arriving meanwhile, with none before it, need not."""
     first_committing, let_it_commit = _slow_first_commit(monkeypatch)
@@ -100,24 +129,8 @@ async def test_requests_waiting_as_a_transaction_commits_go_after_it_with_those_
 ):
     """Under load the next transaction waits for the COMMIT, and so gathers more requests."""
     first_committing, let_it_commit = _slow_first_commit(monkeypatch)
-    first_stored, store_first = asyncio.Event(), asyncio.Event()
-    counted = service.record_drafts
-
-    async def first_held(session, workspace_id, parts, **kwargs):
-        recorded = await counted(session, workspace_id, parts, **kwargs)
-        if not first_stored.is_set():
-            first_stored.set()
-            await store_first.wait()
-        return recorded
-
-    monkeypatch.setattr(service, "record_drafts", first_held)
-    group = GroupCommit(db)
-    store = shop.workspace
-
-    def send(message_id: str, user: str) -> asyncio.Task:
-        return asyncio.create_task(
-            group.record(store.id, store.timezone, _drafts(message_id, user=user), NOW)
-        )
+    first_stored, store_first = _held_once_stored(monkeypatch, "a1")
+    send = _sender(GroupCommit(db), shop.workspace)
 
     requests = [send("a1", "member-1")]
     await first_stored.wait()
@@ -187,24 +200,8 @@ async def test_a_transaction_ending_late_does_not_lift_the_limit_for_those_after
     """A transaction whose COMMIT outlasts the next transaction of its workspace leaves the
     workspace's later requests to wait their turn: one transaction at work at once (max_running)."""
     first_committing, let_it_commit = _slow_first_commit(monkeypatch)
-    third_running, let_third_end = asyncio.Event(), asyncio.Event()
-    counted = service.record_drafts
-
-    async def third_held(session, workspace_id, parts, **kwargs):
-        recorded = await counted(session, workspace_id, parts, **kwargs)
-        if any(d.message_id == "c1" for part in parts for d in part):
-            third_running.set()
-            await let_third_end.wait()
-        return recorded
-
-    monkeypatch.setattr(service, "record_drafts", third_held)
-    group = GroupCommit(db)
-    store = shop.workspace
-
-    def send(message_id: str, user: str) -> asyncio.Task:
-        return asyncio.create_task(
-            group.record(store.id, store.timezone, _drafts(message_id, user=user), NOW)
-        )
+    third_running, let_third_end = _held_once_stored(monkeypatch, "c1")
+    send = _sender(GroupCommit(db), shop.workspace)
 
     first = send("a1", "member-1")
     try:
