@@ -77,6 +77,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
         async_database_url(settings.require_database_url()),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
+        # the connection used last goes out first, so its Postgres backend is likely still warm in the
+        # CPU's caches; first in first out (the default) rotated ingest's transactions over all of
+        # them, and the backends spent 0-7 us an event more (4 pairs, BENCHMARKS.md session 17)
+        pool_use_lifo=True,
         connect_args={
             "server_settings": {
                 # JIT compiling costs 50-200 ms a statement; short OLTP statements never earn it back
