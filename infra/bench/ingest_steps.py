@@ -8,9 +8,10 @@ stored `--per-transaction` requests to a transaction (what group commit gathers 
 connection, one transaction after the other. Each step of the transaction is timed on both sides
 of its connection: this process's CPU time and that of the Postgres backend serving it, both read
 from the kernel's scheduler statistics (/proc/<pid>/schedstat, in nanoseconds). A step is one
-function of services/ingest/service.py's `record_drafts`, and each of them is one round trip, except
-`aggregates.apply` (its upserts, then the cart's two statements). The rest of the client's time is
-`record_drafts`'s own Python (resolving identities, building the events) and the session.
+function of services/ingest/service.py's `record_drafts`, and each of them is one round trip (a
+server-side function's, migration 0015), except a merge's. The rest of the client's time is
+`record_drafts`'s own Python (resolving identities, building the events, reducing the aggregates'
+deltas) and the session.
 
 Not measured here: HTTP (uvicorn, FastAPI: ~2 us an event in session 14), the outbox publisher, and
 what two workers running at once cost each other.
@@ -35,7 +36,7 @@ from sqlalchemy.engine import make_url
 
 from infra import migrate, stack
 from infra.bench.ingest import BATCH, WINDOW_AGE_HELP, WINDOW_AGE_HOURS, _admin, _new_workspace, make_batches
-from services.ingest import aggregates, flags, payload, repository, service
+from services.ingest import aggregates, payload, repository, service
 from shared.db import create_engine, create_sessionmaker, driver_connection, session_scope
 from shared.runtime import tune_gc
 from shared.settings import Settings
@@ -43,13 +44,10 @@ from shared.workspaces import KeyKind, find_workspace_by_key
 
 WARM_UP = 100  # batches stored before measuring
 STEPS = [
-    (repository, "plan_by_key_and_lock"),  # the transaction's first statement: its BEGIN goes with it
-    (repository, "claim_and_find"),
-    (repository, "write_batch"),
+    (repository, "lock_claim_and_find"),  # the transaction's first statement: its BEGIN goes with it
+    (repository, "store_batch"),  # the events, the aggregates, the cart, the consents, the flags
     (repository, "apply_merges"),
     (aggregates, "recompute"),
-    (aggregates, "apply"),
-    (flags, "refresh"),
 ]
 
 

@@ -11,7 +11,7 @@ tests/ingest/test_batch_reads.py holds every statement of a batch to that."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -49,110 +49,42 @@ class KnownIdentity:
 # -- plans ---------------------------------------------------------------------------------------
 
 
-# Generic plans: Postgres otherwise re-plans these long statements on every call (a custom plan for
-# each batch's values): over a quarter of its CPU per batch went to the planner. No seq scans: every
-# statement reaches its rows by key, but a plan is made from the statistics of its day, and those
-# lag a growing table (a new database's first minute, before autovacuum's first ANALYZE: plans made
-# on the empty tables scanned cart_items on every batch while it grew to thousands of rows).
+# Plan by key: run statements on their one cached (generic) plan, made to reach rows through
+# indexes whatever the statistics say. Generic plans: Postgres otherwise re-plans these long
+# statements on every call (a custom plan for each batch's values): over a quarter of its CPU per
+# batch went to the planner. No seq scans: every statement reaches its rows by key, but a plan is
+# made from the statistics of its day, and those lag a growing table (a new database's first minute,
+# before autovacuum's first ANALYZE: plans made on the empty tables scanned cart_items on every
+# batch while it grew to thousands of rows). A batch's functions (migration 0015) set them for the
+# rest of its transaction; tests/ingest/test_batch_reads.py holds every statement of a batch to them.
 _PLAN_BY_KEY = """
     SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
            set_config('enable_seqscan', 'off', true)
 """
 
 
-async def plan_by_key(session: AsyncSession) -> None:
-    """For the rest of the transaction, run prepared statements on their one cached plan, made to
-    reach rows through indexes whatever the statistics say. tests/ingest/test_batch_reads.py holds
-    every statement of a batch to it."""
-    connection = await driver_connection(session)
-    await connection.execute(_PLAN_BY_KEY)
-
-
-# -- a batch's first two statements ---------------------------------------------------------------
+# -- a batch's two calls ---------------------------------------------------------------------------
 #
 # A round trip to Postgres costs ~100 us of CPU on this machine (the client's send and wake-up, the
-# backend's), whatever the statement: a batch's statements are folded into as few as its order allows.
-
-# Postgres has room for a few thousand locks across all sessions; a 500 KB batch of tiny messages
-# can name 10,000+ ids, so beyond MAX_ID_LOCKS ids are locked by bucket (coarser, never a 500).
-MAX_ID_LOCKS = 1000
-_PLAN_AND_LOCK = """
-    SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
-           set_config('enable_seqscan', 'off', true),
-           (SELECT count(pg_advisory_xact_lock(k.h))
-            FROM (
-                SELECT DISTINCT CASE WHEN $2::int > 0 THEN hashtextextended(x, 0) % $2::int
-                                     ELSE hashtextextended(x, 0) END AS h
-                FROM unnest($1::text[]) AS x ORDER BY 1
-            ) AS k)
-"""
-
-
-async def plan_by_key_and_lock(session: AsyncSession, workspace_id: uuid.UUID, keys: Sequence[Key]) -> None:
-    """`plan_by_key`, and serialise concurrent requests that touch the same ids (until commit), in a
-    fixed order. The locks must be held before the batch reads identities: a statement reads what
-    was committed when it started, so the reads go in the next statement (`claim_and_find`)."""
-    buckets = MAX_ID_LOCKS if len(keys) > MAX_ID_LOCKS else 0
-    connection = await driver_connection(session)
-    await connection.execute(
-        _PLAN_AND_LOCK, [f"{workspace_id}/{kind}/{value}" for kind, value in keys], buckets
-    )
-
-
-# The messageIds claimed (the repeats left out), and the identities already known among the batch's
-# ids with their profile's last activity (the visits continue it: services/ingest/deltas.py), as one
-# result: claimed ids in `message_id`, known identities in the other columns.
-# A messageId is claimed in the dedupe window's current generation unless the previous one holds it
-# (services/ingest/dedupe.py); the generation is read here, in the claim's own statement. The
-# previous one is not searched for a message known to be made after the current one started
-# (`dedupe.PROBE_MARGIN`): `OR` tries its arguments in order, so the search runs only for the others.
-# The claim goes in one lock order for every request, so concurrent retries cannot deadlock.
-# Each id is a primary-key probe. The LIMITs keep the subqueries apart from the outer query, so
-# the planner cannot turn them into a join that reads the whole workspace (it did while the tables
-# grew faster than their statistics: every batch read all the workspace's identities and profiles).
-PROBE_MARGIN_SECONDS = int(PROBE_MARGIN.total_seconds())
-_CLAIM_AND_FIND = f"""
-    WITH generation AS MATERIALIZED (  -- generation 0 if the window's row is missing: never none
-        SELECT coalesce(d.generation, 0) AS current,  -- and from when a message is not looked up:
-               extract(epoch FROM coalesce(d.started_at, 'infinity'))::float8 + {PROBE_MARGIN_SECONDS}
-                   AS new_from
-        FROM (SELECT) AS one LEFT JOIN ingest.dedupe_window AS d ON d.one_row
-    ), window_now AS (
-        SELECT current, (current + {DEDUPE_GENERATIONS - 1}) % {DEDUPE_GENERATIONS} AS previous, new_from
-        FROM generation
-    ), claimed AS (
-        INSERT INTO ingest.received_messages (workspace_id, message_id, generation)
-        SELECT $1::uuid, m.message_id, w.current
-        FROM unnest($2::text[], $3::float8[]) AS m(message_id, made_at)
-        CROSS JOIN window_now AS w
-        WHERE m.made_at >= w.new_from OR NOT EXISTS (
-            SELECT 1 FROM ingest.received_messages AS r
-            WHERE r.workspace_id = $1::uuid AND r.message_id = m.message_id AND r.generation = w.previous
-            OFFSET 0)  -- a key probe per id: as an anti-join, it read the whole previous generation
-        ORDER BY m.message_id
-        ON CONFLICT (workspace_id, message_id, generation) DO NOTHING
-        RETURNING message_id
-    )
-    SELECT message_id, NULL AS kind, NULL AS value, NULL::uuid AS profile_id, NULL AS user_id,
-           NULL::timestamptz AS last_seen_at
-    FROM claimed
-    UNION ALL
-    SELECT NULL, k.kind, k.value, i.profile_id, p.user_id, a.last_seen_at
-    FROM unnest($4::text[], $5::text[]) AS k(kind, value)
-    CROSS JOIN LATERAL (
-        SELECT profile_id FROM ingest.identities
-        WHERE workspace_id = $1::uuid AND kind = k.kind AND value = k.value
-        LIMIT 1
-    ) AS i
-    CROSS JOIN LATERAL (
-        SELECT user_id FROM ingest.profiles WHERE id = i.profile_id AND workspace_id = $1::uuid LIMIT 1
-    ) AS p
-    LEFT JOIN LATERAL (
-        SELECT last_seen_at FROM ingest.profile_aggregates
-        WHERE profile_id = i.profile_id AND workspace_id = $1::uuid
-        LIMIT 1
-    ) AS a ON true
-"""  # noqa: S608 - built from constants
+# backend's), and under load ~0.35 ms of wall time, whatever the statement: a batch is two calls of
+# server-side functions (migration 0015), each running several statements in one round trip.
+#
+# `ingest.lock_claim_and_find` locks the batch's ids (requests sharing a shopper, and so any retried
+# message, then run one after the other, and nothing waits in a cycle), then records the messageIds
+# (the repeats left out) and finds the identities already known among the ids, with their profile's
+# last activity (the visits continue it: services/ingest/deltas.py). In a function each statement
+# reads what was committed when it started, so the claim reads after the locks are held.
+# - Postgres has room for a few thousand locks across all sessions; a 500 KB batch of tiny messages
+#   can name 10,000+ ids, so beyond 1,000 ids they are locked by bucket (coarser, never a 500).
+# - A messageId is claimed in the dedupe window's current generation unless the previous one holds
+#   it (services/ingest/dedupe.py); the generation is read in the claim's own statement. The previous
+#   one is not searched for a message known to be made after the current one started
+#   (`dedupe.PROBE_MARGIN`).
+# - The claim goes in one lock order for every request, so concurrent retries cannot deadlock.
+# - Each id is a key probe. LIMITs and OFFSET 0 keep the subqueries apart from the outer query, so
+#   the planner cannot turn them into a join that reads the whole workspace (it did while the tables
+#   grew faster than their statistics: every batch read all the workspace's identities and profiles).
+_LOCK_CLAIM_AND_FIND = "SELECT * FROM ingest.lock_claim_and_find($1, $2, $3, $4, $5, $6, $7)"
 
 
 @dataclass
@@ -171,21 +103,24 @@ class Claim(Protocol):
     def made_at(self) -> float | None: ...  # when it was made (Unix time), where its clocks tell (dedupe.py)
 
 
-async def claim_and_find(
+async def lock_claim_and_find(
     session: AsyncSession,
     workspace_id: uuid.UUID,
     claims: Sequence[Claim],
     keys: Sequence[Key],
 ) -> Claimed:
-    """Record the messageIds, and look up `keys` and their profiles' last activity: one round trip."""
+    """Plan the rest of the transaction by key, lock `keys` until commit, record the messageIds, and
+    look up `keys` and their profiles' last activity: one round trip."""
     connection = await driver_connection(session)
     rows = await connection.fetch(
-        _CLAIM_AND_FIND,
+        _LOCK_CLAIM_AND_FIND,
         workspace_id,
         [c.message_id for c in claims],
         [c.made_at for c in claims],
         [k for k, _ in keys],
         [v for _, v in keys],
+        DEDUPE_GENERATIONS,
+        PROBE_MARGIN.total_seconds(),
     )
     claimed = Claimed(set(), [], {})
     for message_id, kind, value, profile_id, user_id, last_seen_at in rows:
@@ -198,35 +133,93 @@ async def claim_and_find(
     return claimed
 
 
-# New profiles, their new identities, and the user ids and traits given to known profiles, as CTEs of
-# the batch's write (`write_batch`), each list one JSON text ($3..$5). A profile is written by one
-# of them only (a row updated twice in one statement keeps one of the two). The identities' foreign
-# key is checked at the end of the statement, when the new profiles are in. Traits merge key by key,
-# the batch's winning; a merge later in the transaction keeps them (the target's traits win there).
-_WRITE_IDENTITIES = """
-    new_profiles AS (
-        INSERT INTO ingest.profiles (id, workspace_id, user_id, traits, created_at, updated_at)
-        SELECT p.id, $1::uuid, p.user_id, coalesce(p.traits, '{}'), $2::timestamptz, $2::timestamptz
-        FROM json_to_recordset($3::json) AS p(id uuid, user_id text, traits jsonb)
-        RETURNING 1
-    ), new_identities AS (
-        INSERT INTO ingest.identities (workspace_id, kind, value, profile_id)
-        SELECT $1::uuid, i.kind, i.value, i.profile_id
-        FROM json_to_recordset($4::json) AS i(kind text, value text, profile_id uuid)
-        ON CONFLICT (workspace_id, kind, value) DO NOTHING
-        RETURNING 1
-    ), updated_profiles AS (
-        -- an upsert, so each profile is reached through its key; every profile named exists (found
-        -- by this batch), so only the update happens, and only inside the workspace
-        INSERT INTO ingest.profiles AS p (id, workspace_id, user_id, traits, updated_at)
-        SELECT u.id, $1::uuid, u.user_id, coalesce(u.traits, '{}'), $2::timestamptz
-        FROM json_to_recordset($5::json) AS u(id uuid, user_id text, traits jsonb)
-        ON CONFLICT (id) DO UPDATE
-        SET user_id = coalesce(p.user_id, excluded.user_id), traits = p.traits || excluded.traits,
-            updated_at = excluded.updated_at
-        WHERE p.workspace_id = excluded.workspace_id
-        RETURNING 1
-    )"""
+@dataclass
+class IdentityRows:
+    """The identities and events of a batch, as `ingest.store_batch` writes them first: new
+    profiles, then their new identities, then the user ids and traits given to known profiles
+    (traits merge key by key, the batch's winning), then the events and their outbox row (one for
+    them all). Each family is one JSON text of rows, or None for none."""
+
+    received_at: datetime | None = None  # the events' arrival, and the profiles' creation or update
+    new_profiles: str | None = None
+    new_identities: str | None = None
+    updated_profiles: str | None = None
+    # ONE JSON text (`json_bytes`: orjson writes the `NewEvent`s in C, Postgres parses them in C,
+    # where arrays of text would cost asyncpg a check and an encode per element). Read as jsonb, the
+    # properties and the context are parsed once: `json_to_recordset` parsed each again into jsonb
+    # and made a hash table per row (~6 us an event more).
+    events: bytes | None = None
+
+
+@dataclass
+class AggregateRows:
+    """What a batch adds to its profiles' totals, product views and coupons, its consents (the
+    latest word wins), and its carts (a purchase's emptying, then the changes, then the touched
+    profiles' totals summed again), as `ingest.store_batch` writes them after the events
+    (services/ingest/aggregates.py makes them)."""
+
+    profiles: str | None = None
+    views: str | None = None
+    coupons: str | None = None
+    emptied_carts: str | None = None
+    consents: str | None = None
+    cart_changes: str | None = None
+    cart_touched: list[uuid.UUID] | None = None
+
+
+_STORE_BATCH = "SELECT ingest.store_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+
+
+async def store_batch(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    identities: IdentityRows | None = None,
+    aggregates: AggregateRows | None = None,
+    flagged: Collection[uuid.UUID] = (),
+) -> None:
+    """Write a batch's rows in one round trip (same transaction as the rest of the request), then
+    copy the flags of the profiles `flagged` (services/ingest/flags.py) from what was written.
+    Every statement is scoped by the workspace and reaches its rows through their keys."""
+    i = identities or IdentityRows()
+    a = aggregates or AggregateRows()
+    if i == IdentityRows() and a == AggregateRows() and not flagged:
+        return  # every message was a repeat
+    connection = await driver_connection(session)
+    await connection.execute(
+        _STORE_BATCH,
+        workspace_id,
+        i.received_at,
+        i.new_profiles,
+        i.new_identities,
+        i.updated_profiles,
+        i.events,
+        a.profiles,
+        a.views,
+        a.coupons,
+        a.emptied_carts,
+        a.consents,
+        a.cart_changes,
+        a.cart_touched,
+        list(flagged) or None,
+    )
+
+
+def identity_rows(plan: Plan, events: Sequence[NewEvent], received_at: datetime) -> IdentityRows:
+    """The new profiles and identities the plan made, the user ids and traits it gives, the events."""
+    if not events:
+        return IdentityRows()
+    rows = IdentityRows(received_at, events=json_bytes(events))
+    if plan.new_profiles:
+        new = [{"id": p, "user_id": u, "traits": plan.traits.get(p)} for p, u in plan.new_profiles.items()]
+        rows.new_profiles = json_text(new)
+    if plan.new_identities:
+        identities = [{"kind": k, "value": v, "profile_id": p} for (k, v), p in plan.new_identities.items()]
+        rows.new_identities = json_text(identities)
+    known = (plan.user_ids.keys() | plan.traits.keys()) - plan.new_profiles.keys()
+    if known:
+        updated = [{"id": p, "user_id": plan.user_ids.get(p), "traits": plan.traits.get(p)} for p in known]
+        rows.updated_profiles = json_text(updated)
+    return rows
 
 
 def json_text(rows: Sequence[Any]) -> str:
@@ -327,60 +320,7 @@ async def apply_merges(session: AsyncSession, workspace_id: uuid.UUID, plan: Pla
         await session.execute(statement, scope)
 
 
-# -- events and outbox ---------------------------------------------------------------------------
-
-# The events come as ONE JSON text (the `NewEvent`s written by orjson in C): Postgres parses it
-# in C, where arrays of text would cost asyncpg a check and an encode per element, and a per-event
-# orjson call for the properties and the context. Read as jsonb, the properties and the context are
-# parsed once: `json_to_recordset` parsed each again into jsonb, and made a hash table per row
-# (~6 us an event more).
-_INSERT_EVENTS = """
-    input AS (
-        SELECT * FROM jsonb_to_recordset(convert_from({events}::bytea, 'UTF8')::jsonb) AS e(
-            id uuid, profile_id uuid, message_id text, type text, name text, properties jsonb,
-            context jsonb, occurred_at timestamptz)
-    ), events AS (
-        INSERT INTO ingest.events
-            (id, workspace_id, profile_id, message_id, type, name, properties, context, occurred_at,
-             received_at)
-        SELECT id, $1::uuid, profile_id, message_id, type, name, properties, context, occurred_at,
-               $2::timestamptz
-        FROM input
-    ), outbox AS (
-        INSERT INTO ingest.event_outbox
-            (workspace_id, event_ids, event_times, profile_ids, types, names, created_at)
-        SELECT $1::uuid, array_agg(id), array_agg(occurred_at), array_agg(profile_id), array_agg(type),
-               array_agg(name), $2::timestamptz
-        FROM input  -- the aggregates of one group read the rows in one order: the arrays line up
-    )"""
-_EVENTS_ONLY = "WITH" + _INSERT_EVENTS.format(events="$3") + "\nSELECT 1"
-_IDENTITIES_AND_EVENTS = "WITH" + _WRITE_IDENTITIES + "," + _INSERT_EVENTS.format(events="$6") + "\nSELECT 1"
-
-
-async def write_batch(
-    session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, events: Sequence[NewEvent], now: datetime
-) -> None:
-    """The new profiles and identities the plan made, the user ids and traits it gives, the events,
-    and their outbox row (one for them all), in one statement (so in the same transaction, and one
-    round trip)."""
-    if not events:
-        return
-    connection = await driver_connection(session)
-    if not (plan.new_profiles or plan.new_identities or plan.user_ids or plan.traits):
-        await connection.execute(_EVENTS_ONLY, workspace_id, now, json_bytes(events))
-        return
-    new = [{"id": p, "user_id": u, "traits": plan.traits.get(p)} for p, u in plan.new_profiles.items()]
-    known = (plan.user_ids.keys() | plan.traits.keys()) - plan.new_profiles.keys()
-    updated = [{"id": p, "user_id": plan.user_ids.get(p), "traits": plan.traits.get(p)} for p in known]
-    await connection.execute(
-        _IDENTITIES_AND_EVENTS,
-        workspace_id,
-        now,
-        json_text(new),
-        json_text([{"kind": k, "value": v, "profile_id": p} for (k, v), p in plan.new_identities.items()]),
-        json_text(updated),
-        json_bytes(events),
-    )
+# -- the outbox ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

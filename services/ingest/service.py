@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils import uuid7
 
-from services.ingest import aggregates, consents, flags, messages, repository
+from services.ingest import aggregates, consents, messages, repository
 from services.ingest.identity import ANONYMOUS_ID, USER_ID, Ids, Key, Plan, Resolver
 from services.ingest.repository import NewEvent
 from services.ingest.schemas import (
@@ -225,21 +225,45 @@ async def record_drafts(
     # Lock every id the batch names before claiming messageIds: requests sharing a shopper (and so
     # any retried message) then run one after the other, and nothing waits in a cycle.
     all_keys = sorted({key for d in drafts for key in _keys(d.ids)})
-    await repository.plan_by_key_and_lock(session, workspace_id, all_keys)
-    claimed = await repository.claim_and_find(session, workspace_id, drafts, all_keys)
+    claimed = await repository.lock_claim_and_find(session, workspace_id, drafts, all_keys)
     fresh = [d for d in drafts if d.message_id in claimed.fresh]
     plan = _resolve_profiles(fresh, claimed.known)
     events = [_event(draft, profile) for draft, profile in zip(fresh, plan.profile_of_message, strict=True)]
-    await repository.write_batch(session, workspace_id, plan, events, received_at)
-    await repository.apply_merges(session, workspace_id, plan, received_at)
-    # merged profiles now own events of other profiles: rebuild them; fold the rest in incrementally
-    merged = sorted({target for _source, target in plan.merges})
-    await aggregates.recompute(session, workspace_id, timezone, merged)
-    # consents (latest word wins) go in the same round trip as the aggregates
     given = [c for e in events for c in consents.consents_of(e)]
-    unmerged = [e for e in events if e.profile_id not in merged]
-    await aggregates.apply(session, workspace_id, timezone, unmerged, given, last_seen=claimed.last_seen)
-    # then the copies segments read, from the traits and consents just written
-    await flags.refresh(session, workspace_id, {*plan.traits, *(c.profile_id for c in given), *merged})
+    if plan.merges:
+        await _store_with_merges(session, workspace_id, timezone, received_at, plan, events, given, claimed)
+    else:  # the events, the aggregates, the consents and the flags: one round trip
+        await repository.store_batch(
+            session,
+            workspace_id,
+            repository.identity_rows(plan, events, received_at),
+            aggregates.rows_of(events, given, claimed.last_seen, timezone),
+            flagged={*plan.traits, *(c.profile_id for c in given)},
+        )
     stored = {id(d) for d in fresh}
     return [Recorded(accepted=len(part), duplicates=sum(id(d) not in stored for d in part)) for part in parts]
+
+
+async def _store_with_merges(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    timezone: str,
+    received_at: datetime,
+    plan: Plan,
+    events: Sequence[NewEvent],
+    given: Sequence[consents.Consent],
+    claimed: repository.Claimed,
+) -> None:
+    """A batch whose identity resolution merges profiles: the merges move events between profiles
+    after the batch's own are written, and the merged profiles are rebuilt from all their events."""
+    await repository.store_batch(session, workspace_id, repository.identity_rows(plan, events, received_at))
+    await repository.apply_merges(session, workspace_id, plan, received_at)
+    merged = sorted({target for _source, target in plan.merges})
+    await aggregates.recompute(session, workspace_id, timezone, merged)
+    unmerged = [e for e in events if e.profile_id not in merged]
+    await repository.store_batch(
+        session,
+        workspace_id,
+        aggregates=aggregates.rows_of(unmerged, given, claimed.last_seen, timezone),
+        flagged={*plan.traits, *(c.profile_id for c in given), *merged},
+    )

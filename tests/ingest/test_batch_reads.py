@@ -1,5 +1,5 @@
 """A batch reads the rows of the shoppers it names, not the workspace's: its cost must not grow with
-the store. Ingest runs its statements on generic plans (repository.plan_by_key), where the planner
+the store. Ingest runs its statements on generic plans (repository._PLAN_BY_KEY), where the planner
 guesses a workspace's size from statistics that may be minutes old; statements that let it choose a
 workspace-wide path read every profile per batch (or, joining two such paths, their square). The
 test runs under the states of statistics a growing database goes through.
