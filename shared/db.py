@@ -133,6 +133,25 @@ async def driver_connection(session: AsyncSession) -> Any:
     return raw
 
 
+@asynccontextmanager
+async def driver_transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Any]:
+    """A transaction straight on an asyncpg connection of the sessionmaker's pool: commit when the
+    block ends cleanly, roll back when it raises. For a hot path whose statements all go to the
+    driver (ingest's batches): a session's own begin, commit and close cost ~300 us of CPU more a
+    transaction than the driver's (BENCHMARKS.md, ingest, session 18). No `after_commit` here."""
+    engine = sessionmaker.kw["bind"]
+    async with engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        transaction = raw.transaction()
+        await transaction.start()
+        try:
+            yield raw
+        except BaseException:
+            await transaction.rollback()
+            raise
+        await transaction.commit()
+
+
 def after_commit(session: AsyncSession, action: AfterCommit) -> None:
     """Run `action` once the session's transaction has committed; drop it on rollback."""
     session.info.setdefault("after_commit", []).append(action)

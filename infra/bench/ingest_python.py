@@ -85,7 +85,7 @@ def _events(drafts: Sequence[service.Draft], plan: Plan) -> list[repository.NewE
 
 
 def _facts(events: Sequence[repository.NewEvent]) -> list[Fact]:
-    """As `aggregates.apply` makes them."""
+    """As `aggregates.rows_of` makes them."""
     return sorted((f for f in map(fact_of, events) if f is not None), key=aggregates._OCCURRED_AT)
 
 

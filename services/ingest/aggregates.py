@@ -25,14 +25,12 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
 from services.ingest import deltas
 from services.ingest.consents import Consent
 from services.ingest.facts import EventLike, fact_of
 from services.ingest.repository import AggregateRows, json_text, store_batch
-from shared.db import driver_connection
 
 # The profiles' last activity before the batch (the visits continue it), where the caller has not
 # read it (a recompute; a tracked batch reads it with its identities, repository.lock_claim_and_find):
@@ -81,7 +79,7 @@ def rows_of(
 
 
 async def _seen_before(
-    connection: Any, workspace_id: uuid.UUID, profile_ids: list[uuid.UUID]
+    connection: asyncpg.Connection, workspace_id: uuid.UUID, profile_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, datetime]:
     if not profile_ids:
         return {}
@@ -89,44 +87,43 @@ async def _seen_before(
 
 
 async def apply(
-    session: AsyncSession, workspace_id: uuid.UUID, timezone: str, events: Sequence[EventLike]
+    connection: asyncpg.Connection, workspace_id: uuid.UUID, timezone: str, events: Sequence[EventLike]
 ) -> None:
     """Fold events into their profiles' aggregates (same transaction as the events), reading their
     profiles' last activity first."""
     facts = [f for f in map(fact_of, events) if f is not None]
     if not facts:
         return
-    connection = await driver_connection(session)
     last_seen = await _seen_before(connection, workspace_id, deltas.activity_profiles(facts))
-    await store_batch(session, workspace_id, aggregates=rows_of(events, (), last_seen, timezone))
+    await store_batch(connection, workspace_id, aggregates=rows_of(events, (), last_seen, timezone))
 
 
 # Rows reached through their profile's key alone, the workspace checked on the profile (by its
 # primary key): given the workspace to search with, the planner read all of it through the
 # (workspace_id, product_id) indexes when its statistics lagged (see repository._MERGED).
 _FORGET = [
-    text(f"""
+    f"""
         DELETE FROM ingest.{table} AS t
-        USING unnest(CAST(:profile_ids AS uuid[])) AS p(id)
+        USING unnest($2::uuid[]) AS p(id)
         WHERE t.profile_id = p.id
-          AND (SELECT workspace_id FROM ingest.profiles WHERE id = p.id) = :workspace_id
-    """)
+          AND (SELECT workspace_id FROM ingest.profiles WHERE id = p.id) = $1::uuid
+    """
     for table in ("profile_aggregates", "cart_items", "product_views", "coupons")
 ]
 
 # One index search per profile (OFFSET 0 keeps the subquery apart, run for each profile): as a join,
 # the planner could feed it by reading the workspace's events, which it did when the workspace looked
 # small to statistics that lagged behind it.
-_ALL_EVENTS_OF = text("""
+_ALL_EVENTS_OF = """
     SELECT e.profile_id, e.type, e.name, e.properties, e.occurred_at
-    FROM unnest(CAST(:profile_ids AS uuid[])) AS p(id)
+    FROM unnest($2::uuid[]) AS p(id)
     CROSS JOIN LATERAL (
         SELECT profile_id, type, name, properties, occurred_at FROM ingest.events
-        WHERE workspace_id = :workspace_id AND profile_id = p.id
+        WHERE workspace_id = $1::uuid AND profile_id = p.id
         OFFSET 0
     ) AS e
     ORDER BY e.occurred_at
-""")
+"""
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ class _StoredEvent:
 
 
 async def recompute(
-    session: AsyncSession,
+    connection: asyncpg.Connection,
     workspace_id: uuid.UUID,
     timezone: str,
     profile_ids: Sequence[uuid.UUID],
@@ -147,8 +144,8 @@ async def recompute(
     """Rebuild profiles' aggregates from all their events (after an identity merge moved events)."""
     if not profile_ids:
         return
-    scope = {"workspace_id": workspace_id, "profile_ids": list(profile_ids)}
+    scope = (workspace_id, list(profile_ids))
     for statement in _FORGET:
-        await session.execute(statement, scope)
-    rows = await session.execute(_ALL_EVENTS_OF, scope)
-    await apply(session, workspace_id, timezone, [_StoredEvent(*row) for row in rows])
+        await connection.execute(statement, *scope)
+    rows = await connection.fetch(_ALL_EVENTS_OF, *scope)
+    await apply(connection, workspace_id, timezone, [_StoredEvent(*row) for row in rows])

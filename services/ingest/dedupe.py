@@ -1,7 +1,7 @@
 """The dedupe window: how long a messageId is remembered.
 
 A batch claims its messageIds in the current generation of `received_messages` (one of three LIST
-partitions), after looking for them in the previous one (`repository.claim_and_find`). Once the
+partitions), after looking for them in the previous one (`repository.lock_claim_and_find`). Once the
 current generation is `DASI_DEDUPE_WINDOW_HOURS` old, the ingest worker starts the next one: it
 empties that partition, which held the generation before the previous one, and makes it current. A
 messageId is so recognised for at least one window after it was first received and at most two, and

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ingest import service
 from services.ingest.service import Draft, Recorded
-from shared.db import session_scope
+from shared.db import driver_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -117,9 +117,9 @@ class GroupCommit:
     async def _transaction(
         self, workspace_id: uuid.UUID, timezone: str, taken: list[_Request], slot: _Slot
     ) -> list[Recorded]:
-        async with session_scope(self.sessionmaker) as session:
+        async with driver_transaction(self.sessionmaker) as connection:
             results = await service.record_drafts(
-                session,
+                connection,
                 workspace_id,
                 [request.drafts for request in taken],
                 timezone=timezone,

@@ -1,6 +1,8 @@
-"""SQL of the ingest tables. Set-based: a batch is a few statements over `unnest(...)` arrays (one
-bind parameter per column, so no parameter limit however long the batch), never a loop of INSERTs.
-Every statement is scoped by workspace_id, except the outbox publisher's claim, which serves them all.
+"""SQL of the ingest tables. Set-based: a batch is a few statements over `unnest(...)` arrays or JSON
+texts of rows (one bind parameter per column or family, so no parameter limit however long the
+batch), never a loop of INSERTs. A tracked batch's statements run in two server-side functions
+(migration 0015), one round trip each. Every statement is scoped by workspace_id, except the
+outbox publisher's claim, which serves them all.
 
 A batch reads only the rows of the shoppers it names, however large the workspace: each statement
 reaches a table through its key (`id = ANY(...)`, a LIMIT-ed LATERAL probe or a scalar subquery).
@@ -16,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import asyncpg
 import orjson
-from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.dedupe import PROBE_MARGIN
@@ -89,7 +91,7 @@ _LOCK_CLAIM_AND_FIND = "SELECT * FROM ingest.lock_claim_and_find($1, $2, $3, $4,
 
 @dataclass
 class Claimed:
-    fresh: set[str]  # the messageIds not seen before
+    repeats: set[str]  # the messageIds seen before (the others are claimed now)
     known: list[KnownIdentity]  # the identities among the keys asked for that exist already
     last_seen: dict[uuid.UUID, datetime]  # the last activity of their profiles, where there was any
 
@@ -104,14 +106,14 @@ class Claim(Protocol):
 
 
 async def lock_claim_and_find(
-    session: AsyncSession,
+    connection: asyncpg.Connection,
     workspace_id: uuid.UUID,
     claims: Sequence[Claim],
     keys: Sequence[Key],
 ) -> Claimed:
-    """Plan the rest of the transaction by key, lock `keys` until commit, record the messageIds, and
-    look up `keys` and their profiles' last activity: one round trip."""
-    connection = await driver_connection(session)
+    """Plan the rest of the transaction by key, lock `keys` until commit, record the messageIds (each
+    once: `claims` name each once), and look up `keys` and their profiles' last activity: one round
+    trip. Only the repeats come back: every claimed messageId was ~300 rows to decode a batch."""
     rows = await connection.fetch(
         _LOCK_CLAIM_AND_FIND,
         workspace_id,
@@ -125,7 +127,7 @@ async def lock_claim_and_find(
     claimed = Claimed(set(), [], {})
     for message_id, kind, value, profile_id, user_id, last_seen_at in rows:
         if message_id is not None:
-            claimed.fresh.add(message_id)
+            claimed.repeats.add(message_id)
             continue
         claimed.known.append(KnownIdentity(kind, value, profile_id, user_id))
         if last_seen_at is not None:
@@ -171,7 +173,7 @@ _STORE_BATCH = "SELECT ingest.store_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $1
 
 
 async def store_batch(
-    session: AsyncSession,
+    connection: asyncpg.Connection,
     workspace_id: uuid.UUID,
     identities: IdentityRows | None = None,
     aggregates: AggregateRows | None = None,
@@ -184,7 +186,6 @@ async def store_batch(
     a = aggregates or AggregateRows()
     if i == IdentityRows() and a == AggregateRows() and not flagged:
         return  # every message was a repeat
-    connection = await driver_connection(session)
     await connection.execute(
         _STORE_BATCH,
         workspace_id,
@@ -250,15 +251,15 @@ def json_bytes(rows: Sequence[Any]) -> bytes:
 _MERGED = """
     WITH merged AS MATERIALIZED (
         SELECT m.source, m.target
-        FROM unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[])) AS m(source, target)
-        WHERE (SELECT workspace_id FROM ingest.profiles WHERE id = m.source) = :workspace_id
-          AND (SELECT workspace_id FROM ingest.profiles WHERE id = m.target) = :workspace_id
+        FROM unnest($2::uuid[], $3::uuid[]) AS m(source, target)
+        WHERE (SELECT workspace_id FROM ingest.profiles WHERE id = m.source) = $1::uuid
+          AND (SELECT workspace_id FROM ingest.profiles WHERE id = m.target) = $1::uuid
     )
 """
 
 
-def _after_merged(statement: str) -> TextClause:
-    return text(_MERGED + statement)
+def _after_merged(statement: str) -> str:
+    return _MERGED + statement
 
 
 _MERGE_STATEMENTS = [
@@ -275,7 +276,7 @@ _MERGE_STATEMENTS = [
             SELECT e.id, e.occurred_at, merged.target
             FROM merged CROSS JOIN LATERAL (
                 SELECT id, occurred_at FROM ingest.events
-                WHERE workspace_id = :workspace_id AND profile_id = merged.source
+                WHERE workspace_id = $1::uuid AND profile_id = merged.source
                 OFFSET 0  -- searched per source, never joined to a read of the workspace
             ) AS e
         ) AS moved
@@ -284,7 +285,7 @@ _MERGE_STATEMENTS = [
     ),
     _after_merged(
         """
-        UPDATE ingest.profiles AS t SET traits = s.traits || t.traits, updated_at = :now
+        UPDATE ingest.profiles AS t SET traits = s.traits || t.traits, updated_at = $4::timestamptz
         FROM merged JOIN ingest.profiles AS s ON s.id = merged.source
         WHERE t.id = merged.target
     """
@@ -294,7 +295,7 @@ _MERGE_STATEMENTS = [
         """
         INSERT INTO ingest.consents AS c (profile_id, topic, workspace_id, granted, given_at, updated_at)
         SELECT DISTINCT ON (merged.target, s.topic)
-               merged.target, s.topic, s.workspace_id, s.granted, s.given_at, :now
+               merged.target, s.topic, s.workspace_id, s.granted, s.given_at, $4::timestamptz
         FROM merged JOIN ingest.consents AS s ON s.profile_id = merged.source
         ORDER BY merged.target, s.topic, s.given_at DESC
         ON CONFLICT (profile_id, topic) DO UPDATE
@@ -306,18 +307,16 @@ _MERGE_STATEMENTS = [
 ]
 
 
-async def apply_merges(session: AsyncSession, workspace_id: uuid.UUID, plan: Plan, now: datetime) -> None:
-    """The merges identity resolution decided (after `write_batch`)."""
+async def apply_merges(
+    connection: asyncpg.Connection, workspace_id: uuid.UUID, plan: Plan, now: datetime
+) -> None:
+    """The merges identity resolution decided, after the batch's identities and events are stored
+    (`store_batch`)."""
     if not plan.merges:
         return
-    scope = {
-        "workspace_id": workspace_id,
-        "now": now,
-        "sources": [s for s, _ in plan.merges],
-        "targets": [t for _, t in plan.merges],
-    }
+    scope = (workspace_id, [s for s, _ in plan.merges], [t for _, t in plan.merges], now)
     for statement in _MERGE_STATEMENTS:
-        await session.execute(statement, scope)
+        await connection.execute(statement, *scope[: 4 if "$4" in statement else 3])
 
 
 # -- the outbox ----------------------------------------------------------------------------------

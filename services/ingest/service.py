@@ -1,6 +1,7 @@
 """Recording tracking messages: dedupe by messageId, clock-skew correction, identity resolution,
 then the events and their outbox row (published by the ingest worker, services/ingest/relay.py).
-Flushes only; the request's session commits."""
+Runs inside its caller's transaction (a session's, or group commit's on the driver's connection),
+which commits."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils import uuid7
 
@@ -24,6 +26,7 @@ from services.ingest.schemas import (
     ScreenMessage,
     TrackMessage,
 )
+from shared.db import driver_connection
 
 # A message as the contract validated it (schemas.py), or as the batch's fast path did
 # (messages.py): the same attributes. Read by its `type`, never by its class.
@@ -205,36 +208,38 @@ async def record_messages(
         messages, received_at=received_at, batch_sent_at=batch_sent_at, batch_context=batch_context
     )
     [recorded] = await record_drafts(
-        session, workspace_id, [drafts], timezone=timezone, received_at=received_at
+        await driver_connection(session), workspace_id, [drafts], timezone=timezone, received_at=received_at
     )
     return recorded
 
 
 async def record_drafts(
-    session: AsyncSession,
+    connection: asyncpg.Connection,
     workspace_id: uuid.UUID,
     parts: Sequence[Sequence[Draft]],
     *,
     timezone: str,
     received_at: datetime,
 ) -> list[Recorded]:
-    """Store the drafts of several requests of one workspace in this transaction, as one batch
+    """Store the drafts of several requests of one workspace in the connection's transaction, as one batch
     (services/ingest/group_commit.py gathers them); returns what each part counted. A messageId
     repeated across parts counts for the first part that carries it."""
     drafts = _unique([d for part in parts for d in part])
     # Lock every id the batch names before claiming messageIds: requests sharing a shopper (and so
     # any retried message) then run one after the other, and nothing waits in a cycle.
     all_keys = sorted({key for d in drafts for key in _keys(d.ids)})
-    claimed = await repository.lock_claim_and_find(session, workspace_id, drafts, all_keys)
-    fresh = [d for d in drafts if d.message_id in claimed.fresh]
+    claimed = await repository.lock_claim_and_find(connection, workspace_id, drafts, all_keys)
+    fresh = [d for d in drafts if d.message_id not in claimed.repeats]
     plan = _resolve_profiles(fresh, claimed.known)
     events = [_event(draft, profile) for draft, profile in zip(fresh, plan.profile_of_message, strict=True)]
     given = [c for e in events for c in consents.consents_of(e)]
     if plan.merges:
-        await _store_with_merges(session, workspace_id, timezone, received_at, plan, events, given, claimed)
+        await _store_with_merges(
+            connection, workspace_id, timezone, received_at, plan, events, given, claimed
+        )
     else:  # the events, the aggregates, the consents and the flags: one round trip
         await repository.store_batch(
-            session,
+            connection,
             workspace_id,
             repository.identity_rows(plan, events, received_at),
             aggregates.rows_of(events, given, claimed.last_seen, timezone),
@@ -245,7 +250,7 @@ async def record_drafts(
 
 
 async def _store_with_merges(
-    session: AsyncSession,
+    connection: asyncpg.Connection,
     workspace_id: uuid.UUID,
     timezone: str,
     received_at: datetime,
@@ -256,13 +261,15 @@ async def _store_with_merges(
 ) -> None:
     """A batch whose identity resolution merges profiles: the merges move events between profiles
     after the batch's own are written, and the merged profiles are rebuilt from all their events."""
-    await repository.store_batch(session, workspace_id, repository.identity_rows(plan, events, received_at))
-    await repository.apply_merges(session, workspace_id, plan, received_at)
+    await repository.store_batch(
+        connection, workspace_id, repository.identity_rows(plan, events, received_at)
+    )
+    await repository.apply_merges(connection, workspace_id, plan, received_at)
     merged = sorted({target for _source, target in plan.merges})
-    await aggregates.recompute(session, workspace_id, timezone, merged)
+    await aggregates.recompute(connection, workspace_id, timezone, merged)
     unmerged = [e for e in events if e.profile_id not in merged]
     await repository.store_batch(
-        session,
+        connection,
         workspace_id,
         aggregates=aggregates.rows_of(unmerged, given, claimed.last_seen, timezone),
         flagged={*plan.traits, *(c.profile_id for c in given), *merged},

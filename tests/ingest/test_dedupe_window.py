@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from services.ingest import dedupe, repository, worker
 from services.ingest.main import create_app
 from services.ingest.models import DedupeWindow, ReceivedMessage
-from shared.db import session_scope
+from shared.db import driver_transaction, session_scope
 from shared.testing.fixtures import serve
 from tests.ingest.conftest import events_of, track, write_key
 
@@ -202,7 +202,7 @@ async def test_a_rotation_that_cannot_get_its_lock_waits_for_the_next_run(
     await _start_window(ctx, db)
     clock.advance(WINDOW)
     monkeypatch.setattr(dedupe, "ROTATION_LOCK_TIMEOUT", "200ms")
-    async with session_scope(db) as batch_in_flight:
+    async with driver_transaction(db) as batch_in_flight:
         await repository.lock_claim_and_find(batch_in_flight, shop.workspace.id, [_Claim("msg-1")], [])
         assert await dedupe.rotate_dedupe_window(ctx) is None
     async with session_scope(db) as session:

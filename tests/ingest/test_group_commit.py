@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from asyncpg.transaction import Transaction
 
 from services.ingest import service
 from services.ingest.group_commit import GroupCommit
@@ -41,9 +41,9 @@ def transactions(monkeypatch) -> list[list[int]]:
     runs: list[list[int]] = []
     record = service.record_drafts
 
-    async def counted(session, workspace_id, parts, **kwargs):
+    async def counted(connection, workspace_id, parts, **kwargs):
         runs.append([len(part) for part in parts])
-        return await record(session, workspace_id, parts, **kwargs)
+        return await record(connection, workspace_id, parts, **kwargs)
 
     monkeypatch.setattr(service, "record_drafts", counted)
     return runs
@@ -67,15 +67,15 @@ async def test_requests_that_gather_share_a_transaction(db, shop, transactions):
 def _slow_first_commit(monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:
     """The first COMMIT waits (as on a slow disk) until let through: (committing, let it commit)."""
     first_committing, let_it_commit = asyncio.Event(), asyncio.Event()
-    commit = AsyncSession.commit
+    commit = Transaction.commit
 
-    async def slow_first_commit(self: AsyncSession) -> None:
+    async def slow_first_commit(self: Transaction) -> None:
         if not first_committing.is_set():
             first_committing.set()
             await let_it_commit.wait()
         await commit(self)
 
-    monkeypatch.setattr(AsyncSession, "commit", slow_first_commit)
+    monkeypatch.setattr(Transaction, "commit", slow_first_commit)
     return first_committing, let_it_commit
 
 
@@ -85,8 +85,8 @@ def _held_once_stored(monkeypatch, message_id: str) -> tuple[asyncio.Event, asyn
     stored, let_go = asyncio.Event(), asyncio.Event()
     record = service.record_drafts
 
-    async def held(session, workspace_id, parts, **kwargs):
-        recorded = await record(session, workspace_id, parts, **kwargs)
+    async def held(connection, workspace_id, parts, **kwargs):
+        recorded = await record(connection, workspace_id, parts, **kwargs)
         if any(d.message_id == message_id for part in parts for d in part):
             stored.set()
             await let_go.wait()
@@ -149,10 +149,10 @@ async def test_requests_waiting_as_a_transaction_commits_go_after_it_with_those_
 async def test_a_failing_request_fails_alone(db, shop, monkeypatch, transactions):
     record = service.record_drafts
 
-    async def refuse_poison(session, workspace_id, parts, **kwargs):
+    async def refuse_poison(connection, workspace_id, parts, **kwargs):
         if any(d.message_id == "poison" for part in parts for d in part):
             raise RuntimeError("cannot store this one")
-        return await record(session, workspace_id, parts, **kwargs)
+        return await record(connection, workspace_id, parts, **kwargs)
 
     monkeypatch.setattr(service, "record_drafts", refuse_poison)
     group = GroupCommit(db)

@@ -12,7 +12,7 @@ from services.ingest.identity import Plan
 from services.ingest.main import create_app
 from services.ingest.models import ProfileAggregates
 from services.ingest.schemas import TrackMessage
-from shared.db import session_scope
+from shared.db import driver_transaction, session_scope
 from shared.testing.fixtures import serve
 from tests.ingest.conftest import events_of, identities_of, profiles_of, track, write_key
 
@@ -109,10 +109,10 @@ async def test_a_merge_plan_naming_another_stores_profiles_moves_nothing(db, mak
     source, target = before[("anonymous_id", "anon-7")], before[("user_id", "user-7")]
     aggregates_before = await _aggregates_of(db, store_b.id)
 
-    async with session_scope(db) as session:
+    async with driver_transaction(db) as connection:
         plan = Plan(merges=[(source, target)])
-        await repository.apply_merges(session, store_a.id, plan, datetime(2026, 11, 24, 12, 1, tzinfo=UTC))
-        await aggregates.recompute(session, store_a.id, store_a.timezone, [source, target])
+        await repository.apply_merges(connection, store_a.id, plan, datetime(2026, 11, 24, 12, 1, tzinfo=UTC))
+        await aggregates.recompute(connection, store_a.id, store_a.timezone, [source, target])
 
     assert await _aggregates_of(db, store_b.id) == aggregates_before
 

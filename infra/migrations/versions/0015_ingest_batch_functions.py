@@ -6,7 +6,8 @@ client and of the backend, each waiting for a core), whatever the statement does
 runs one transaction at a time in each worker, so the fixed cost is what its requests queue behind.
 
 - `ingest.lock_claim_and_find`: sets the transaction's plan settings, locks the batch's ids, then
-  claims its messageIds and finds its known identities. It is one round trip where it was two: in a
+  claims its messageIds (and returns the repeats, where it returned every claimed one) and finds its
+  known identities. It is one round trip where it was two: in a
   function each statement reads what was committed when *it* started, so the claim still reads
   after the locks are held.
 - `ingest.store_batch`: the new profiles and identities, the events and their outbox row, the
@@ -80,8 +81,10 @@ BEGIN
         ON CONFLICT (workspace_id, message_id, generation) DO NOTHING
         RETURNING r.message_id
     )
-    SELECT c.message_id::text, NULL::text, NULL::text, NULL::uuid, NULL::text, NULL::timestamptz
-    FROM claimed AS c
+    -- the repeats (the messageIds not claimed): a few rows where the claimed ones were all of them
+    SELECT m.message_id, NULL::text, NULL::text, NULL::uuid, NULL::text, NULL::timestamptz
+    FROM unnest(message_ids) AS m(message_id)
+    WHERE NOT EXISTS (SELECT 1 FROM claimed AS c WHERE c.message_id = m.message_id COLLATE "C")
     UNION ALL
     SELECT NULL, k.kind, k.value, i.profile_id, p.user_id::text, a.last_seen_at
     FROM unnest(kinds, vals) AS k(kind, value)
