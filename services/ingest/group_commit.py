@@ -4,8 +4,10 @@ are stored together, in the next transaction.
 A transaction costs a fixed amount whatever its size (its BEGIN, two server-side functions' calls
 and its COMMIT, each a round trip and a wake-up of a Postgres backend), and on a busy process that
 cost is most of a 100-event batch's. It runs straight on the driver's connection
-(`driver_transaction`), where a session's own begin and commit cost ~300 us of CPU more. Nothing waits on purpose: a request that finds nothing running starts at once;
-under load, requests gather behind the running transactions and the next one takes them all (up to
+(`driver_transaction`), where a session's own begin and commit cost ~300 us of CPU more.
+
+Nothing waits on purpose: a request that finds nothing running starts at once; under load,
+requests gather behind the running transactions and the next one takes them all (up to
 `max_events`). Each request returns only when the transaction holding its messages has committed,
 so a 2xx still means committed.
 

@@ -160,6 +160,15 @@ class OutboxBatch(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+# PROFILE_ROWS: the tables below hold rows of a profile (its aggregates, cart, views, coupons,
+# consents) without a foreign key to it (migration 0016). Every batch inserts hundreds of them, and
+# each insert's foreign-key check (a trigger running a query that locks the profile's row) cost
+# Postgres ~3-5 us an event, 10-15% of its time (BENCHMARKS.md, ingest, session 18). They are
+# written only by ingest's batch functions, for profiles they have just found or made under the
+# batch's locks, and deleted with their profile where a profile is deleted (a merge's source,
+# `repository._MERGE_STATEMENTS`); a workspace's deletion must delete them too.
+
+
 class ProfileAggregates(Base):
     """What segments ask about a shopper, kept current with their events (services/ingest/aggregates.py)."""
 
@@ -177,9 +186,7 @@ class ProfileAggregates(Base):
         {"schema": SCHEMA},
     )
 
-    profile_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), primary_key=True
-    )
+    profile_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # a profile's: see PROFILE_ROWS
     workspace_id: Mapped[uuid.UUID]
     visit_count: Mapped[int] = mapped_column(server_default="0")
     first_visit_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -212,9 +219,7 @@ class CartItem(Base):
     __tablename__ = "cart_items"
     __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
 
-    profile_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), primary_key=True
-    )
+    profile_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # a profile's: see PROFILE_ROWS
     product_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     workspace_id: Mapped[uuid.UUID]
     name: Mapped[str | None] = mapped_column(String(255))
@@ -232,9 +237,7 @@ class ProductView(Base):
         {"schema": SCHEMA},
     )
 
-    profile_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), primary_key=True
-    )
+    profile_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # a profile's: see PROFILE_ROWS
     product_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     workspace_id: Mapped[uuid.UUID]
     name: Mapped[str | None] = mapped_column(String(255))
@@ -254,9 +257,7 @@ class HeldCoupon(Base):
         {"schema": SCHEMA},
     )
 
-    profile_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), primary_key=True
-    )
+    profile_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # a profile's: see PROFILE_ROWS
     coupon_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     workspace_id: Mapped[uuid.UUID]
     name: Mapped[str | None] = mapped_column(String(255))
@@ -274,9 +275,7 @@ class Consent(Base):
         {"schema": SCHEMA},
     )
 
-    profile_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey(f"{SCHEMA}.profiles.id", ondelete="CASCADE"), primary_key=True
-    )
+    profile_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # a profile's: see PROFILE_ROWS
     topic: Mapped[str] = mapped_column(String(16), primary_key=True)
     workspace_id: Mapped[uuid.UUID]
     granted: Mapped[bool]

@@ -303,6 +303,11 @@ _MERGE_STATEMENTS = [
         WHERE excluded.given_at >= c.given_at
     """
     ),
+    # the source's own rows (no foreign key deletes them: models.PROFILE_ROWS), then the source
+    *(
+        _after_merged(f"DELETE FROM ingest.{table} AS t USING merged WHERE t.profile_id = merged.source")  # noqa: S608
+        for table in ("profile_aggregates", "cart_items", "product_views", "coupons", "consents")
+    ),
     _after_merged("DELETE FROM ingest.profiles AS p USING merged WHERE p.id = merged.source"),
 ]
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from services.ingest.models import CartItem, HeldCoupon, ProductView, ProfileAggregates
 from shared.db import session_scope
@@ -176,3 +176,54 @@ async def test_anonymous_history_is_merged_into_the_known_profile(client, db, sh
     assert aggregates.first_visit_at == kst(19, 9, 0)
     # P9 was added before the purchase, so the purchase emptied it from the merged cart
     assert [c.product_id for c in cart] == ["P3"]
+    assert await rows_of_gone_profiles(db) == 0
+
+
+async def test_a_merge_leaves_no_row_of_the_merged_away_profile(client, db, shop):
+    """The visitor's views, coupon, cart and consent go with its profile (no foreign key does it)."""
+    anonymous = str(uuid.uuid4())
+    visitor = [
+        {**track(at(19, 9, 0), "Product Viewed", product_id="P7"), "userId": None, "anonymousId": anonymous},
+        {
+            **track(at(19, 9, 1), "Product Added", product_id="P7", price=9000),
+            "userId": None,
+            "anonymousId": anonymous,
+        },
+        {
+            **track(at(19, 9, 2), "Coupon Issued", coupon_id="WELCOME", coupon_name="첫 구매 10% 할인"),
+            "userId": None,
+            "anonymousId": anonymous,
+        },
+        {
+            "type": "identify",
+            "anonymousId": anonymous,
+            "traits": {"consents": {"sms": True}},
+            "timestamp": at(19, 9, 3),
+        },
+    ]
+    assert (await client.post("/v1/batch", json={"batch": with_ids([*visitor, *HISTORY])})).status_code == 200
+    login = {
+        "type": "identify",
+        "userId": "user-1004",
+        "anonymousId": anonymous,
+        "messageId": "login",
+        "timestamp": at(21, 0, 30),
+    }
+    assert (await client.post("/v1/batch", json={"batch": [login]})).status_code == 200
+
+    assert await rows_of_gone_profiles(db) == 0
+    _aggregates, _cart, views, coupons = await aggregates_of(db, shop.workspace.id)
+    assert "P7" in {v.product_id for v in views} and "WELCOME" in {c.coupon_id for c in coupons}
+
+
+async def rows_of_gone_profiles(db) -> int:
+    """Rows of the tables that hold a profile's rows, whose profile no longer exists."""
+    async with session_scope(db) as session:
+        counts = [
+            await session.scalar(
+                text(f"""SELECT count(*) FROM ingest.{table} AS t
+                    WHERE NOT EXISTS (SELECT 1 FROM ingest.profiles AS p WHERE p.id = t.profile_id)""")  # noqa: S608
+            )
+            for table in ("profile_aggregates", "cart_items", "product_views", "coupons", "consents")
+        ]
+    return sum(counts)
