@@ -6,19 +6,20 @@ client and of the backend, each waiting for a core), whatever the statement does
 runs one transaction at a time in each worker, so the fixed cost is what its requests queue behind.
 
 - `ingest.lock_claim_and_find`: sets the transaction's plan settings, locks the batch's ids, then
-  claims its messageIds (and returns the repeats, where it returned every claimed one) and finds its
-  known identities. It is one round trip where it was two: in a
-  function each statement reads what was committed when *it* started, so the claim still reads
-  after the locks are held.
+  claims its messageIds (returning the repeats, where it returned every claimed one) and finds its
+  known identities. One round trip where it was two: in a function each statement reads what was
+  committed when *it* started, so the claim still reads after the locks are held. The dedupe
+  window's generations and probe margin come from the caller (models.py, dedupe.py).
 - `ingest.store_batch`: the new profiles and identities, the events and their outbox row, the
   aggregates, views, coupons, consents, the cart and the flags, each given as one JSON text (or
   NULL: nothing of that family). Each statement sees the ones before it, so the cart's changes see
   a purchase's emptying and the flags see the consents.
 - `ingest.refresh_flags`: the flags of some profiles (store_batch's last step; a bulk load's too).
 
-The statements are the ones services/ingest/repository.py, aggregates.py and flags.py sent, which
-explain each. The functions run their statements on generic plans without seq scans
-(`SET` clauses), the settings of `repository._PLAN_BY_KEY`.
+The statements are the ones services/ingest/repository.py, aggregates.py and flags.py sent (what
+each is for is told there; how each reaches its rows by key, beside it here). `store_batch` and
+`refresh_flags` run their statements on generic plans without seq scans (`SET` clauses), the
+settings of `repository._PLAN_BY_KEY`; `lock_claim_and_find` sets them for the whole transaction.
 
 Revision ID: 0015
 Revises: 0014
@@ -62,7 +63,7 @@ BEGIN
     ) AS k;
 
     RETURN QUERY
-    WITH generation AS MATERIALIZED (
+    WITH generation AS MATERIALIZED (  -- generation 0 if the window's row is missing: never none
         SELECT coalesce(d.generation, 0) AS current,
                extract(epoch FROM coalesce(d.started_at, 'infinity'))::float8 + probe_margin_s AS new_from
         FROM (SELECT) AS one LEFT JOIN ingest.dedupe_window AS d ON d.one_row
@@ -73,10 +74,12 @@ BEGIN
         SELECT workspace, m.message_id, w.current
         FROM unnest(message_ids, made_at) AS m(message_id, made_at)
         CROSS JOIN window_now AS w
+        -- `OR` tries its arguments in order: the previous generation is searched only for a message
+        -- not known to be made after the current one started
         WHERE m.made_at >= w.new_from OR NOT EXISTS (
             SELECT 1 FROM ingest.received_messages AS p
             WHERE p.workspace_id = workspace AND p.message_id = m.message_id AND p.generation = w.previous
-            OFFSET 0)
+            OFFSET 0)  -- a key probe per id: as an anti-join, it read the whole previous generation
         ORDER BY m.message_id
         ON CONFLICT (workspace_id, message_id, generation) DO NOTHING
         RETURNING r.message_id
@@ -124,7 +127,7 @@ BEGIN
     CROSS JOIN LATERAL (
         SELECT * FROM ingest.profiles WHERE id = k.id AND workspace_id = workspace LIMIT 1
     ) AS p
-    CROSS JOIN LATERAL (
+    CROSS JOIN LATERAL (  -- LATERAL with an aggregate: never a join with the workspace's consents
         SELECT coalesce(bool_or(c.granted) FILTER (WHERE c.topic = 'sms'), false),
                coalesce(bool_or(c.granted) FILTER (WHERE c.topic = 'kakao'), false),
                coalesce(bool_or(c.granted) FILTER (WHERE c.topic = 'push'), false),
@@ -166,6 +169,8 @@ BEGIN
         ON CONFLICT (workspace_id, kind, value) DO NOTHING;
     END IF;
     IF updated_profiles IS NOT NULL THEN
+        -- an upsert, so each profile is reached through its key; every profile named exists (found
+        -- by this batch), so only the update happens, and only inside the workspace
         INSERT INTO ingest.profiles AS p (id, workspace_id, user_id, traits, updated_at)
         SELECT u.id, workspace, u.user_id, coalesce(u.traits, '{}'), now_at
         FROM json_to_recordset(updated_profiles) AS u(id uuid, user_id text, traits jsonb)
@@ -272,7 +277,7 @@ BEGIN
             CROSS JOIN LATERAL (
                 SELECT ctid FROM ingest.cart_items
                 WHERE profile_id = e.profile_id AND workspace_id = workspace AND added_at <= e.at
-                OFFSET 0
+                OFFSET 0  -- a key probe per profile: never a join with the whole table
             ) AS i));
     END IF;
     IF cart_changes IS NOT NULL THEN
@@ -295,8 +300,11 @@ BEGIN
             SELECT i.ctid FROM unnest(cart_touched) AS t(profile_id) CROSS JOIN LATERAL (
                 SELECT ctid FROM ingest.cart_items
                 WHERE profile_id = t.profile_id AND workspace_id = workspace AND quantity <= 0
-                OFFSET 0
+                OFFSET 0  -- a key probe per profile, as above
             ) AS i));
+        -- an upsert, so each row is reached through its key (the aggregates' upsert above made every
+        -- row: a profile with a cart change had activity); LATERAL with an aggregate: one key probe
+        -- of the cart per profile
         INSERT INTO ingest.profile_aggregates AS a (
             profile_id, workspace_id, cart_item_count, cart_total, cart_last_added_at, updated_at
         )
