@@ -151,25 +151,14 @@ async def test_a_repeated_message_is_not_counted_twice(client, db, shop):
 async def test_anonymous_history_is_merged_into_the_known_profile(client, db, shop):
     anonymous = str(uuid.uuid4())
     before_login = [
-        {**page(at(19, 9, 0), "https://dasi.shop/"), "userId": None, "anonymousId": anonymous},
-        {
-            **track(at(19, 9, 1), "Product Added", product_id="P9", name="립밤", price=9000),
-            "userId": None,
-            "anonymousId": anonymous,
-        },
+        as_visitor(page(at(19, 9, 0), "https://dasi.shop/"), anonymous),
+        as_visitor(track(at(19, 9, 1), "Product Added", product_id="P9", name="립밤", price=9000), anonymous),
     ]
     messages = with_ids([*before_login, *HISTORY])
     first, rest = messages[:2], messages[2:]
     assert (await client.post("/v1/batch", json={"batch": rest})).status_code == 200
     assert (await client.post("/v1/batch", json={"batch": first})).status_code == 200
-    login = {
-        "type": "identify",
-        "userId": "user-1004",
-        "anonymousId": anonymous,
-        "messageId": "login",
-        "timestamp": at(21, 0, 30),
-    }
-    assert (await client.post("/v1/batch", json={"batch": [login]})).status_code == 200
+    await log_in(client, anonymous)
 
     aggregates, cart, _views, _coupons = await aggregates_of(db, shop.workspace.id)
     assert aggregates.visit_count == 5  # the anonymous visit of the 19th joins the four known ones
@@ -183,17 +172,12 @@ async def test_a_merge_leaves_no_row_of_the_merged_away_profile(client, db, shop
     """The visitor's views, coupon, cart and consent go with its profile (no foreign key does it)."""
     anonymous = str(uuid.uuid4())
     visitor = [
-        {**track(at(19, 9, 0), "Product Viewed", product_id="P7"), "userId": None, "anonymousId": anonymous},
-        {
-            **track(at(19, 9, 1), "Product Added", product_id="P7", price=9000),
-            "userId": None,
-            "anonymousId": anonymous,
-        },
-        {
-            **track(at(19, 9, 2), "Coupon Issued", coupon_id="WELCOME", coupon_name="첫 구매 10% 할인"),
-            "userId": None,
-            "anonymousId": anonymous,
-        },
+        as_visitor(track(at(19, 9, 0), "Product Viewed", product_id="P7"), anonymous),
+        as_visitor(track(at(19, 9, 1), "Product Added", product_id="P7", price=9000), anonymous),
+        as_visitor(
+            track(at(19, 9, 2), "Coupon Issued", coupon_id="WELCOME", coupon_name="첫 구매 10% 할인"),
+            anonymous,
+        ),
         {
             "type": "identify",
             "anonymousId": anonymous,
@@ -202,6 +186,19 @@ async def test_a_merge_leaves_no_row_of_the_merged_away_profile(client, db, shop
         },
     ]
     assert (await client.post("/v1/batch", json={"batch": with_ids([*visitor, *HISTORY])})).status_code == 200
+    await log_in(client, anonymous)
+
+    assert await rows_of_gone_profiles(db) == 0
+    _aggregates, _cart, views, coupons = await aggregates_of(db, shop.workspace.id)
+    assert "P7" in {v.product_id for v in views} and "WELCOME" in {c.coupon_id for c in coupons}
+
+
+def as_visitor(message: dict, anonymous: str) -> dict:
+    return {**message, "userId": None, "anonymousId": anonymous}
+
+
+async def log_in(client, anonymous: str) -> None:
+    """The visitor signs in as user-1004: an identify naming both ids merges their profiles."""
     login = {
         "type": "identify",
         "userId": "user-1004",
@@ -210,10 +207,6 @@ async def test_a_merge_leaves_no_row_of_the_merged_away_profile(client, db, shop
         "timestamp": at(21, 0, 30),
     }
     assert (await client.post("/v1/batch", json={"batch": [login]})).status_code == 200
-
-    assert await rows_of_gone_profiles(db) == 0
-    _aggregates, _cart, views, coupons = await aggregates_of(db, shop.workspace.id)
-    assert "P7" in {v.product_id for v in views} and "WELCOME" in {c.coupon_id for c in coupons}
 
 
 async def rows_of_gone_profiles(db) -> int:
