@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import structlog
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
@@ -133,6 +134,15 @@ async def driver_connection(session: AsyncSession) -> Any:
     return raw
 
 
+# what asyncpg raises when its connection is gone or out of step with the server
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
+
 @asynccontextmanager
 async def driver_transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Any]:
     """A transaction straight on an asyncpg connection of the sessionmaker's pool: commit when the
@@ -143,13 +153,21 @@ async def driver_transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> 
     async with engine.connect() as connection:
         raw = (await connection.get_raw_connection()).driver_connection
         transaction = raw.transaction()
-        await transaction.start()
         try:
-            yield raw
-        except BaseException:
-            await transaction.rollback()
+            await transaction.start()
+            try:
+                yield raw
+            except BaseException:
+                if not raw.is_closed():
+                    await transaction.rollback()
+                raise
+            await transaction.commit()
+        except BaseException as exc:
+            # closed under us (Postgres restarted, the network dropped it): SQLAlchemy, which never
+            # saw the statements, would hand it out again (and first: the pool is last in, first out)
+            if raw.is_closed() or isinstance(exc, _CONNECTION_LOST):
+                await connection.invalidate()
             raise
-        await transaction.commit()
 
 
 def after_commit(session: AsyncSession, action: AfterCommit) -> None:
