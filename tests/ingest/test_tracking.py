@@ -93,6 +93,14 @@ async def test_a_repeated_message_id_is_accepted_and_ignored(client, db, redis, 
     assert len(await published(db, redis)) == 1
 
 
+@pytest.mark.parametrize("message_id", ['주문-"1004"\\완료 🛒', "tab\there"])
+async def test_any_text_is_a_message_id_that_dedupes(client, db, shop, message_id):
+    message = track(userId="user-1004", messageId=message_id)
+    assert (await client.post("/v1/track", json=message)).json()["duplicates"] == 0
+    assert (await client.post("/v1/batch", json={"batch": [message]})).json()["duplicates"] == 1
+    assert [e.message_id for e in await events_of(db, shop.workspace.id)] == [message_id]
+
+
 async def test_a_repeat_inside_one_batch_is_stored_once(client, db, shop):
     message = track(anonymousId="anon-7f3a", messageId="same")
     response = await client.post("/v1/batch", json={"batch": [message, message, message]})

@@ -8,8 +8,9 @@ runs one transaction at a time in each worker, so the fixed cost is what its req
 - `ingest.lock_claim_and_find`: sets the transaction's plan settings, locks the batch's ids, then
   claims its messageIds (returning the repeats, where it returned every claimed one) and finds its
   known identities. One round trip where it was two: in a function each statement reads what was
-  committed when *it* started, so the claim still reads after the locks are held. The dedupe
-  window's generations and probe margin come from the caller (models.py, dedupe.py).
+  committed when *it* started, so the claim still reads after the locks are held. The messageIds
+  come as one JSON text (asyncpg encodes a `text[]` at ~0.5 us an element). The dedupe window's
+  generations and probe margin come from the caller (models.py, dedupe.py).
 - `ingest.store_batch`: the new profiles and identities, the events and their outbox row, the
   aggregates, views, coupons, consents, the cart and the flags, each given as one JSON text (or
   NULL: nothing of that family). Each statement sees the ones before it, so the cart's changes see
@@ -39,7 +40,7 @@ depends_on: str | Sequence[str] | None = None
 # locks buckets of them (Postgres has room for a few thousand locks across all sessions).
 LOCK_CLAIM_AND_FIND = """
 CREATE FUNCTION ingest.lock_claim_and_find(
-    workspace uuid, message_ids text[], made_at float8[], kinds text[], vals text[],
+    workspace uuid, messages json, kinds text[], vals text[],
     generations int, probe_margin_s float8
 ) RETURNS TABLE (message_id text, kind text, value text, profile_id uuid, user_id text,
                  last_seen_at timestamptz)
@@ -69,10 +70,12 @@ BEGIN
         FROM (SELECT) AS one LEFT JOIN ingest.dedupe_window AS d ON d.one_row
     ), window_now AS (
         SELECT current, (current + generations - 1) % generations AS previous, new_from FROM generation
+    ), claims AS MATERIALIZED (  -- `messages`: [[messageId, when it was made or null], ...]
+        SELECT c->>0 AS message_id, (c->>1)::float8 AS made_at FROM json_array_elements(messages) AS c
     ), claimed AS (
         INSERT INTO ingest.received_messages AS r (workspace_id, message_id, generation)
         SELECT workspace, m.message_id, w.current
-        FROM unnest(message_ids, made_at) AS m(message_id, made_at)
+        FROM claims AS m
         CROSS JOIN window_now AS w
         -- `OR` tries its arguments in order: the previous generation is searched only for a message
         -- not known to be made after the current one started
@@ -86,7 +89,7 @@ BEGIN
     )
     -- the repeats (the messageIds not claimed): a few rows where the claimed ones were all of them
     SELECT m.message_id, NULL::text, NULL::text, NULL::uuid, NULL::text, NULL::timestamptz
-    FROM unnest(message_ids) AS m(message_id)
+    FROM claims AS m
     WHERE NOT EXISTS (SELECT 1 FROM claimed AS c WHERE c.message_id = m.message_id COLLATE "C")
     UNION ALL
     SELECT NULL, k.kind, k.value, i.profile_id, p.user_id::text, a.last_seen_at
@@ -343,4 +346,4 @@ def downgrade() -> None:
         " json, json, uuid[], uuid[])"
     )
     op.execute("DROP FUNCTION ingest.refresh_flags(uuid, uuid[])")
-    op.execute("DROP FUNCTION ingest.lock_claim_and_find(uuid, text[], float8[], text[], text[], int, float8)")
+    op.execute("DROP FUNCTION ingest.lock_claim_and_find(uuid, json, text[], text[], int, float8)")
