@@ -31,7 +31,7 @@ from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID
 
 from infra.bench.ingest import BATCH, RESEND_BACK, make_batches
 from services.ingest import aggregates, consents, deltas, payload, repository, service
-from services.ingest.facts import Fact, fact_of
+from services.ingest.facts import Fact
 from services.ingest.identity import Plan
 
 REPEATS = 15
@@ -86,7 +86,7 @@ def _events(drafts: Sequence[service.Draft], plan: Plan) -> list[repository.NewE
 
 def _facts(events: Sequence[repository.NewEvent]) -> list[Fact]:
     """As `aggregates.rows_of` makes them."""
-    return sorted((f for f in map(fact_of, events) if f is not None), key=aggregates._OCCURRED_AT)
+    return aggregates._facts_in_time_order(events)
 
 
 def _delta_rows(reduced: deltas.BatchDeltas) -> list[str]:

@@ -29,7 +29,7 @@ import asyncpg
 
 from services.ingest import deltas
 from services.ingest.consents import Consent
-from services.ingest.facts import EventLike, fact_of
+from services.ingest.facts import EventLike, Fact, fact_of
 from services.ingest.repository import AggregateRows, json_text, store_batch
 
 # The profiles' last activity before the batch (the visits continue it), where the caller has not
@@ -63,9 +63,18 @@ def rows_of(
     """What `events` add to their profiles' aggregates, and `consents`, as `repository.store_batch`
     takes them (set-based upserts, adding to what is stored). `last_seen`: the profiles'
     last activity before these events (a profile missing from it had none)."""
+    return _rows_of_facts(_facts_in_time_order(events), consents, last_seen, timezone)
+
+
+def _facts_in_time_order(events: Iterable[EventLike]) -> list[Fact]:
     # the times are all in UTC (drafts and asyncpg give them so): two datetimes of one tzinfo object
     # compare as they are; of two, each is asked for its UTC offset, a Python call (~0.2 us)
-    facts = sorted((f for f in map(fact_of, events) if f is not None), key=_OCCURRED_AT)
+    return sorted((f for f in map(fact_of, events) if f is not None), key=_OCCURRED_AT)
+
+
+def _rows_of_facts(
+    facts: Sequence[Fact], consents: Sequence[Consent], last_seen: Mapping[uuid.UUID, datetime], timezone: str
+) -> AggregateRows:
     batch = deltas.reduce(facts, last_seen, timezone)
     return AggregateRows(
         profiles=_json_or_none(batch.profiles),
@@ -91,11 +100,11 @@ async def apply(
 ) -> None:
     """Fold events into their profiles' aggregates (same transaction as the events), reading their
     profiles' last activity first."""
-    facts = [f for f in map(fact_of, events) if f is not None]
+    facts = _facts_in_time_order(events)
     if not facts:
         return
     last_seen = await _seen_before(connection, workspace_id, deltas.activity_profiles(facts))
-    await store_batch(connection, workspace_id, aggregates=rows_of(events, (), last_seen, timezone))
+    await store_batch(connection, workspace_id, aggregates=_rows_of_facts(facts, (), last_seen, timezone))
 
 
 # Rows reached through their profile's key alone, the workspace checked on the profile (by its

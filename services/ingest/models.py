@@ -281,3 +281,9 @@ class Consent(Base):
     granted: Mapped[bool]
     given_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# the tables of PROFILE_ROWS: what a profile's deletion must delete with it
+PROFILE_ROW_TABLES = tuple(
+    model.__tablename__ for model in (ProfileAggregates, CartItem, ProductView, HeldCoupon, Consent)
+)

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.dedupe import PROBE_MARGIN
 from services.ingest.identity import Key, Plan
-from services.ingest.models import DEDUPE_GENERATIONS
+from services.ingest.models import DEDUPE_GENERATIONS, PROFILE_ROW_TABLES
 from shared.db import driver_connection
 
 
@@ -306,7 +306,7 @@ _MERGE_STATEMENTS = [
     # the source's own rows (no foreign key deletes them: models.PROFILE_ROWS), then the source
     *(
         _after_merged(f"DELETE FROM ingest.{table} AS t USING merged WHERE t.profile_id = merged.source")  # noqa: S608
-        for table in ("profile_aggregates", "cart_items", "product_views", "coupons", "consents")
+        for table in PROFILE_ROW_TABLES
     ),
     _after_merged("DELETE FROM ingest.profiles AS p USING merged WHERE p.id = merged.source"),
 ]

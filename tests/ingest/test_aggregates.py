@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, text
 
-from services.ingest.models import CartItem, HeldCoupon, ProductView, ProfileAggregates
+from services.ingest.models import PROFILE_ROW_TABLES, CartItem, HeldCoupon, ProductView, ProfileAggregates
 from shared.db import session_scope
 
 KST = timezone(timedelta(hours=9))
@@ -217,6 +217,6 @@ async def rows_of_gone_profiles(db) -> int:
                 text(f"""SELECT count(*) FROM ingest.{table} AS t
                     WHERE NOT EXISTS (SELECT 1 FROM ingest.profiles AS p WHERE p.id = t.profile_id)""")  # noqa: S608
             )
-            for table in ("profile_aggregates", "cart_items", "product_views", "coupons", "consents")
+            for table in PROFILE_ROW_TABLES
         ]
     return sum(counts)
