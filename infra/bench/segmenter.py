@@ -209,7 +209,6 @@ async def generate(settings: Settings, workspace_id: uuid.UUID, profiles: int, e
         await conn.execute("SET work_mem = '256MB'")
         await conn.execute("SET maintenance_work_mem = '1GB'")
         await conn.execute("DROP INDEX ingest.ix_ingest_events_workspace_id_profile_id_occurred_at")
-        await conn.execute("DROP INDEX ingest.ix_ingest_events_workspace_id_occurred_at")
         params = {
             "ws": workspace_id,
             "ws_text": str(workspace_id),
@@ -223,13 +222,6 @@ async def generate(settings: Settings, workspace_id: uuid.UUID, profiles: int, e
                     conn.execute(
                         "CREATE INDEX ix_ingest_events_workspace_id_profile_id_occurred_at "
                         "ON ingest.events (workspace_id, profile_id, occurred_at)"
-                    ),
-                )
-                await _timed(
-                    "event indexes (time)",
-                    conn.execute(
-                        "CREATE INDEX ix_ingest_events_workspace_id_occurred_at "
-                        "ON ingest.events (workspace_id, occurred_at)"
                     ),
                 )
             query, args = _positional(sql, params)
