@@ -381,25 +381,27 @@ _TAKE_OUTBOX = """
         SELECT s.workspace_id, s.profile_id
         FROM (SELECT DISTINCT workspace_id, profile_id FROM events) AS s
         WHERE NOT EXISTS (
-            SELECT 1 FROM ingest.profiles AS p WHERE p.id = s.profile_id AND p.workspace_id = s.workspace_id)
+            SELECT 1 FROM ingest.profiles AS p WHERE p.id = s.profile_id AND p.workspace_id = s.workspace_id
+            OFFSET 0)  -- a key probe per profile: as an anti-join, it read every profile of the index
+    ), profiled AS (  -- the event's profile now: read back only for a gone profile
+        SELECT e.*, CASE WHEN g.profile_id IS NULL THEN e.profile_id ELSE (
+                   SELECT x.profile_id FROM ingest.events AS x
+                   WHERE x.id = e.event_id AND x.occurred_at = e.occurred_at
+                     AND x.workspace_id = e.workspace_id
+                   LIMIT 1) END AS now_profile_id
+        FROM events AS e
+        LEFT JOIN gone AS g ON g.profile_id = e.profile_id AND g.workspace_id = e.workspace_id
     )
     SELECT (SELECT count(*) FROM taken)::int, e.workspace_id::text, count(*)::int,
            convert_to('{"workspace_id":"' || e.workspace_id || '","events":[' || string_agg(
                '{"event_id":"' || e.event_id
-               || '","profile_id":"' || coalesce(now.profile_id, e.profile_id)
+               || '","profile_id":"' || coalesce(e.now_profile_id, e.profile_id)
                || '","type":' || to_json(e.type)
                || ',"name":' || CASE WHEN e.type IN ('track', 'page', 'screen') AND e.name IS NOT NULL
                                      THEN to_json(e.name)::text ELSE 'null' END
                || ',"occurred_at":' || to_json(e.occurred_at) || '}',
                ',' ORDER BY e.k) || ']}', 'UTF8')
-    FROM events AS e
-    LEFT JOIN gone AS g ON g.profile_id = e.profile_id AND g.workspace_id = e.workspace_id
-    LEFT JOIN LATERAL (
-        SELECT x.profile_id FROM ingest.events AS x
-        WHERE g.profile_id IS NOT NULL
-          AND x.id = e.event_id AND x.occurred_at = e.occurred_at AND x.workspace_id = e.workspace_id
-        LIMIT 1
-    ) AS now ON true
+    FROM profiled AS e
     GROUP BY e.run, e.entry, e.workspace_id
     ORDER BY e.run, e.entry
 """
