@@ -11,11 +11,12 @@ from fastapi import APIRouter
 from sqlalchemy import select, text
 
 from services.scheduler.main import create_app
+from shared import auth
 from shared.app import create_service_app
 from shared.auth import WriteKeyCache, WriteKeyWorkspace
 from shared.db import session_scope
 from shared.testing.fixtures import serve
-from shared.workspaces import ApiKey, KeyKind, revoke_keys
+from shared.workspaces import ApiKey, KeyKind, find_workspace_by_key, revoke_keys
 
 ingest_like = APIRouter()
 
@@ -158,3 +159,27 @@ async def test_a_revoked_write_key_stops_working_within_the_cache_ttl(settings, 
         after = await client.post("/v1/track", headers=basic(shop.write_key))
     assert before.status_code == 200 and cached.status_code == 200  # within the TTL: still trusted
     assert after.status_code == 401
+
+
+async def test_requests_that_miss_the_write_key_cache_together_share_one_lookup(
+    settings, make_workspace, monkeypatch
+):
+    """When a busy store's entry expires, the requests in flight look its key up once, not each."""
+    shop = await make_workspace()
+    app = create_service_app("test", description="", routers=[ingest_like], settings=settings)
+    looked_up: list[str] = []
+
+    async def counted(session, raw_key, kind):
+        looked_up.append(raw_key)
+        return await find_workspace_by_key(session, raw_key, kind)
+
+    monkeypatch.setattr(auth, "find_workspace_by_key", counted)
+    async with serve(app) as client:
+        answers = await asyncio.gather(
+            *(client.post("/v1/track", headers=basic(shop.write_key)) for _ in range(16)),
+            *(client.post("/v1/track", headers=basic("not-a-key")) for _ in range(4)),
+        )
+        again = await client.post("/v1/track", headers=basic(shop.write_key))  # remembered
+    assert [a.status_code for a in answers] == [200] * 16 + [401] * 4
+    assert again.status_code == 200
+    assert sorted(looked_up) == sorted([shop.write_key, "not-a-key"])  # once each
