@@ -171,6 +171,7 @@ async def test_requests_that_miss_the_write_key_cache_together_share_one_lookup(
 
     async def counted(session, raw_key, kind):
         looked_up.append(raw_key)
+        await asyncio.sleep(0.05)  # a lookup long enough for every request to arrive meanwhile
         return await find_workspace_by_key(session, raw_key, kind)
 
     monkeypatch.setattr(auth, "find_workspace_by_key", counted)
