@@ -83,7 +83,7 @@ def _postgres_server(pgdata: Path) -> PostgresServer:
     class Server(PostgresServer):
         def ensure_pgdata_inited(self) -> None:  # after initdb, before the server starts
             super().ensure_pgdata_inited()
-            write_postgres_settings(self.pgdata)
+            _write_postgres_settings(self.pgdata)
 
     # A new handle each time (get_server() would hand back a cached one that may describe a server
     # stopped since). It initdb's if needed, then starts the server or adopts the one running.
@@ -91,7 +91,7 @@ def _postgres_server(pgdata: Path) -> PostgresServer:
     return Server(pgdata, cleanup_mode=None)
 
 
-def write_postgres_settings(pgdata: Path) -> None:
+def _write_postgres_settings(pgdata: Path) -> None:
     """`POSTGRES_SETTINGS` in a file of their own, included by postgresql.conf: a server running
     already takes them at its next start."""
     (pgdata / _SETTINGS_FILE).write_text("".join(f"{k} = '{v}'\n" for k, v in POSTGRES_SETTINGS.items()))

@@ -11,8 +11,9 @@ Consequence: a revoked write key (or a changed workspace timezone) may still be 
 WRITE_KEY_TTL seconds by a process that saw it just before. Unknown keys are not remembered, so a
 new key works at once. Requests that miss the cache for one key together share one lookup: when the
 entry of a busy store expired, every request in flight looked it up on its own, each in a unit of
-work on a pool connection of its own (16 at once in each process of the ingest bench, every 10 s;
-~1% of its CPU by py-spy). Secret keys are not cached: revoking one takes effect on the next request.
+work on a pool connection of its own (in the ingest bench, up to its 16 requests in flight a
+process, every 10 s: ~1% of the process's CPU by py-spy). Secret keys are not cached: revoking one
+takes effect on the next request.
 """
 
 from __future__ import annotations
