@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 from infra import migrate, stack
 from infra.bench.ingest import BATCH, WINDOW_AGE_HELP, WINDOW_AGE_HOURS, _admin, _new_workspace, make_batches
 from services.ingest import aggregates, payload, repository, service
+from services.ingest.drafts import Draft, drafts_of
 from shared.db import create_engine, create_sessionmaker, driver_connection, driver_transaction, session_scope
 from shared.runtime import tune_gc
 from shared.settings import Settings
@@ -122,11 +123,11 @@ class DraftClock:
         self.received_at = received_at
         self.parsing = self.drafting = 0
 
-    def drafts(self, body: bytes) -> list[service.Draft]:
+    def drafts(self, body: bytes) -> list[Draft]:
         started = time.thread_time_ns()
         parsed = payload.parse_batch(orjson.loads(body))
         parsed_at = time.thread_time_ns()
-        drafts = service.drafts_of(
+        made = drafts_of(
             parsed.messages,
             received_at=self.received_at,
             batch_sent_at=parsed.sent_at,
@@ -134,7 +135,7 @@ class DraftClock:
         )
         self.parsing += parsed_at - started
         self.drafting += time.thread_time_ns() - parsed_at
-        return drafts
+        return made
 
 
 async def measure(
@@ -158,7 +159,7 @@ async def measure(
         for module, name in STEPS:
             setattr(module, name, clock.wrap(name, getattr(module, name)))
 
-        async def store(requests: list[list[service.Draft]]) -> None:
+        async def store(requests: list[list[Draft]]) -> None:
             started = time.thread_time_ns(), clock.backend_now()
             async with driver_transaction(sessionmaker) as connection:  # as group commit does
                 await service.record_drafts(

@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic.json_schema import models_json_schema
 
-from services.ingest import payload, service
+from services.ingest import payload
+from services.ingest.drafts import ContractMessage, Message, drafts_of
 from services.ingest.group_commit import GroupCommit
 from services.ingest.schemas import (
     AliasMessage,
@@ -23,7 +24,6 @@ from services.ingest.schemas import (
     TrackingResult,
     TrackMessage,
 )
-from services.ingest.service import ContractMessage, Message
 from shared.auth import WorkspaceContext, WriteKeyWorkspace
 from shared.dependencies import Resources, ResourcesDep
 from shared.errors import problem_responses
@@ -83,7 +83,7 @@ async def _store(
     parsed: payload.ParsedBatch | None = None,
 ) -> TrackingResult:
     received_at = resources.clock.now()
-    drafts = service.drafts_of(
+    drafts = drafts_of(
         messages,
         received_at=received_at,
         batch_sent_at=parsed.sent_at if parsed else None,

@@ -16,24 +16,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from services.ingest.facts import aware_timestamp
 
 TOPICS = ("sms", "kakao", "push", "email", "night")
 _YES = {"true", "y", "yes", "1", "동의", "예", "수신", "on"}
 _NO = {"false", "n", "no", "0", "거부", "아니오", "아니요", "미동의", "수신거부", "off"}
-
-
-class IdentifyLike(Protocol):
-    @property
-    def profile_id(self) -> uuid.UUID: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def properties(self) -> dict[str, Any]: ...
-    @property
-    def occurred_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
@@ -55,22 +44,22 @@ def parse_granted(value: Any) -> bool | None:
     return None
 
 
-def consents_of(event: IdentifyLike) -> list[Consent]:
-    if event.type != "identify":
+def consents_of(profile_id: uuid.UUID, kind: str, traits: dict[str, Any], at: datetime) -> list[Consent]:
+    """The consents an event gives (an identify's `traits`, made `at`)."""
+    if kind != "identify":
         return []
-    traits = event.properties
     nested = traits.get("consents")
     if not isinstance(nested, dict):
         nested = {}
-    default_at = aware_timestamp(traits.get("consents_at")) or event.occurred_at
+    default_at = aware_timestamp(traits.get("consents_at")) or at
     found = []
     for topic in TOPICS:
         value = nested.get(topic, traits.get(f"{topic}_consent"))
-        at = default_at
+        given_at = default_at
         if isinstance(value, dict):
-            at = aware_timestamp(value.get("at")) or default_at
+            given_at = aware_timestamp(value.get("at")) or default_at
             value = value.get("granted")
         granted = parse_granted(value)
         if granted is not None:
-            found.append(Consent(event.profile_id, topic, granted, at))
+            found.append(Consent(profile_id, topic, granted, given_at))
     return found

@@ -18,6 +18,10 @@ LOGINS = frozenset({"Signed In", "Signed Up"})
 COUPON_ISSUED = "Coupon Issued"
 # sent from a store's back office, not by the shopper: they do not make a visit
 NOT_SHOPPER_ACTIVITY = frozenset({REFUND, COUPON_ISSUED})
+_PRODUCT_KINDS = {CART_ADD: "cart_add", CART_REMOVE: "cart_remove", PRODUCT_VIEW: "product_view"}
+
+# The profile of a fact made before its transaction resolved the shopper (drafts.py), until then
+UNRESOLVED = uuid.UUID(int=0)
 
 
 class EventLike(Protocol):
@@ -84,11 +88,12 @@ def aware_timestamp(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else None
 
 
-def _product_fact(event: EventLike, kind: str, activity: bool) -> Fact:
-    p = event.properties
+def _product_fact(
+    profile_id: uuid.UUID, occurred_at: datetime, p: dict[str, Any], kind: str, activity: bool
+) -> Fact:
     return Fact(
-        event.profile_id,
-        event.occurred_at,
+        profile_id,
+        occurred_at,
         is_activity=activity,
         kind=kind,
         product_id=_text(p.get("product_id") or p.get("sku") or p.get("id")),
@@ -100,34 +105,44 @@ def _product_fact(event: EventLike, kind: str, activity: bool) -> Fact:
     )
 
 
-def fact_of(event: EventLike) -> Fact | None:
-    """The aggregate meaning of one event, or None if it has none (identify, alias, group)."""
-    if event.type in ("page", "screen"):
-        return Fact(event.profile_id, event.occurred_at, is_activity=True, is_page_view=True)
-    if event.type != "track" or not event.name:
+def fact_of_event(event: EventLike) -> Fact | None:
+    """`fact_of` a stored event."""
+    return fact_of(event.profile_id, event.type, event.name, event.properties, event.occurred_at)
+
+
+def fact_of(
+    profile_id: uuid.UUID, kind: str, name: str | None, p: dict[str, Any], at: datetime
+) -> Fact | None:
+    """The aggregate meaning of one event (its type, name and properties), or None if it has none
+    (identify, alias, group)."""
+    if kind in ("page", "screen"):
+        return Fact(profile_id, at, is_activity=True, is_page_view=True)
+    if kind != "track" or not name:
         return None
-    name, p = event.name, event.properties
     activity = name not in NOT_SHOPPER_ACTIVITY
-    if name in (CART_ADD, CART_REMOVE, PRODUCT_VIEW):
-        kind = {CART_ADD: "cart_add", CART_REMOVE: "cart_remove", PRODUCT_VIEW: "product_view"}[name]
-        fact = _product_fact(event, kind, activity)
-        return fact if fact.product_id else Fact(event.profile_id, event.occurred_at, is_activity=activity)
+    product_kind = _PRODUCT_KINDS.get(name)
+    if product_kind is not None:
+        fact = _product_fact(profile_id, at, p, product_kind, activity)
+        return fact if fact.product_id else Fact(profile_id, at, is_activity=activity)
     if name in (PURCHASE, REFUND):
         amount = _decimal(p.get("total")) if p.get("total") is not None else _decimal(p.get("revenue"))
-        kind = "purchase" if name == PURCHASE else "refund"
         return Fact(
-            event.profile_id, event.occurred_at, is_activity=activity, kind=kind, amount=amount or Decimal(0)
+            profile_id,
+            at,
+            is_activity=activity,
+            kind="purchase" if name == PURCHASE else "refund",
+            amount=amount or Decimal(0),
         )
     if name in LOGINS:
-        return Fact(event.profile_id, event.occurred_at, is_activity=activity, kind="login")
+        return Fact(profile_id, at, is_activity=activity, kind="login")
     if name == COUPON_ISSUED and _text(p.get("coupon_id") or p.get("coupon")):
         return Fact(
-            event.profile_id,
-            event.occurred_at,
+            profile_id,
+            at,
             is_activity=activity,
             kind="coupon",
             product_id=_text(p.get("coupon_id") or p.get("coupon")),
             label=_text(p.get("coupon_name") or p.get("name")),
             expires_at=aware_timestamp(p.get("expires_at")),
         )
-    return Fact(event.profile_id, event.occurred_at, is_activity=activity)
+    return Fact(profile_id, at, is_activity=activity)

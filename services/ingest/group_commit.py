@@ -35,7 +35,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ingest import service
-from services.ingest.service import Draft, Recorded
+from services.ingest.drafts import Draft
+from services.ingest.service import Recorded
 from shared.db import driver_transaction
 
 log = structlog.get_logger(__name__)

@@ -15,6 +15,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from services.ingest.drafts import ContractMessage, Message
 from services.ingest.messages import FAST_BATCH, needs_contract
 from services.ingest.schemas import (
     AliasMessage,
@@ -24,7 +25,6 @@ from services.ingest.schemas import (
     ScreenMessage,
     TrackMessage,
 )
-from services.ingest.service import ContractMessage, Message
 from shared.errors import (
     BadRequest,
     DasiError,

@@ -28,18 +28,6 @@ from services.ingest.models import DEDUPE_GENERATIONS, PROFILE_ROW_TABLES
 from shared.db import driver_connection
 
 
-@dataclass
-class NewEvent:
-    id: str  # a uuid, as text
-    profile_id: uuid.UUID
-    message_id: str
-    type: str
-    name: str | None
-    properties: dict[str, Any]
-    context: dict[str, Any]
-    occurred_at: datetime
-
-
 @dataclass(frozen=True)
 class KnownIdentity:
     kind: str
@@ -146,8 +134,10 @@ class IdentityRows:
     new_profiles: str | None = None
     new_identities: str | None = None
     updated_profiles: str | None = None
-    # ONE JSON text (`json_bytes`: orjson writes the `NewEvent`s in C, Postgres parses them in C,
-    # where arrays of text would cost asyncpg a check and an encode per element). Read as jsonb, the
+    # ONE JSON text, as the UTF-8 bytes orjson wrote (drafts.py), for a `bytea` parameter read with
+    # `convert_from`: orjson writes in C and Postgres parses in C, where arrays of text would cost
+    # asyncpg a check and an encode per element, and a text parameter of Korean text is decoded to a
+    # `str` and encoded back by asyncpg (~2 us per event's properties and context). Read as jsonb, the
     # properties and the context are parsed once: `json_to_recordset` parsed each again into jsonb
     # and made a hash table per row (~6 us an event more).
     events: bytes | None = None
@@ -205,11 +195,12 @@ async def store_batch(
     )
 
 
-def identity_rows(plan: Plan, events: Sequence[NewEvent], received_at: datetime) -> IdentityRows:
-    """The new profiles and identities the plan made, the user ids and traits it gives, the events."""
+def identity_rows(plan: Plan, events: bytes | None, received_at: datetime) -> IdentityRows:
+    """The new profiles and identities the plan made, the user ids and traits it gives, the events
+    (their JSON array, services/ingest/drafts.py's `placed_json`; None for none)."""
     if not events:
         return IdentityRows()
-    rows = IdentityRows(received_at, events=json_bytes(events))
+    rows = IdentityRows(received_at, events=events)
     if plan.new_profiles:
         new = [{"id": p, "user_id": u, "traits": plan.traits.get(p)} for p, u in plan.new_profiles.items()]
         rows.new_profiles = json_text(new)
@@ -227,13 +218,6 @@ def json_text(rows: Sequence[Any]) -> str:
     """Rows (dicts or dataclasses) as one JSON text for `json_to_recordset`. `default=str` writes
     Decimals and the uuids asyncpg reads back (its own type, which orjson does not know)."""
     return orjson.dumps(rows, default=str).decode()
-
-
-def json_bytes(rows: Sequence[Any]) -> bytes:
-    """`json_text` as the UTF-8 orjson wrote, for a `bytea` parameter read with `convert_from`. A
-    text parameter of Korean text is decoded to a `str` and encoded back by asyncpg (~2 us per
-    event's properties and context); bytes go as they are."""
-    return orjson.dumps(rows, default=str)
 
 
 # A merge moves the source profile's identities, events and traits to the target (the target's traits

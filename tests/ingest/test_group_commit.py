@@ -12,6 +12,7 @@ import pytest
 from asyncpg.transaction import Transaction
 
 from services.ingest import service
+from services.ingest.drafts import Draft, drafts_of
 from services.ingest.group_commit import GroupCommit
 from services.ingest.schemas import TrackMessage
 from tests.ingest.conftest import events_of
@@ -19,7 +20,7 @@ from tests.ingest.conftest import events_of
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-def _drafts(*message_ids: str, user: str = "member-1") -> list[service.Draft]:
+def _drafts(*message_ids: str, user: str = "member-1") -> list[Draft]:
     messages = [
         TrackMessage.model_validate(
             {
@@ -32,7 +33,7 @@ def _drafts(*message_ids: str, user: str = "member-1") -> list[service.Draft]:
         )
         for message_id in message_ids
     ]
-    return service.drafts_of(messages, received_at=NOW)
+    return drafts_of(messages, received_at=NOW)
 
 
 @pytest.fixture
