@@ -17,9 +17,10 @@ is placed again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -58,9 +59,11 @@ class Draft:
     made_at: float | None  # when it was made by the server's clock (Unix time), where known (dedupe.py)
     ids: Ids  # the shopper ids it names (identity resolution reads them)
     keys: list[Key]  # the same, as the identities' keys (the transaction locks and looks them up)
-    # The event as `ingest.store_batch` reads it, but for its profile: `{"id": ...` without the `{`
-    # (`placed_json` puts the profile in front)
+    # The event as `ingest.store_batch` reads it, and as the events stream tells it (shared/contracts.py,
+    # `RecordedEvent`), each but for its profile: `{"id": ...` without the `{` (`placed_json` and
+    # `placed_stream_json` put the profile in front)
     json_tail: bytes
+    stream_tail: bytes
     fact: Fact | None  # what it adds to its profile's aggregates, if anything (facts.py)
     consents: list[Consent]  # the consents it gives (identify only)
     profile_id: uuid.UUID = UNRESOLVED  # set by `place`
@@ -74,16 +77,32 @@ class Draft:
             self.consents = [replace(c, profile_id=profile_id) for c in self.consents]
 
 
-def placed_json(drafts: list[Draft]) -> bytes:
-    """The placed drafts' events as one JSON array, for `ingest.store_batch` (repository.py)."""
+def _placed(drafts: Sequence[Draft], tail: Callable[[Draft], bytes]) -> bytes:
     heads: dict[uuid.UUID, bytes] = {}  # a profile's opening, made once per profile
     parts = []
     for draft in drafts:
         head = heads.get(draft.profile_id)
         if head is None:
             head = heads[draft.profile_id] = b'{"profile_id":"%s",' % str(draft.profile_id).encode()
-        parts.append(head + draft.json_tail)
+        parts.append(head + tail(draft))
     return b"[" + b",".join(parts) + b"]"
+
+
+def placed_json(drafts: Sequence[Draft]) -> bytes:
+    """The placed drafts' events as one JSON array, for `ingest.store_batch` (repository.py)."""
+    return _placed(drafts, _JSON_TAIL)
+
+
+def placed_stream_json(drafts: Sequence[Draft]) -> bytes:
+    """The placed drafts' events as the events stream tells them: the `events` of an
+    `EventsRecorded` entry (the outbox publisher, repository.take_outbox, puts it in one)."""
+    return _placed(drafts, _STREAM_TAIL)
+
+
+_JSON_TAIL = attrgetter("json_tail")
+_STREAM_TAIL = attrgetter("stream_tail")
+# the names segments and journeys key on, as the contract says; the stream leaves the others out
+_STREAM_NAMED = frozenset({"track", "page", "screen"})
 
 
 def _aware(at: datetime) -> datetime:
@@ -190,6 +209,12 @@ def _json_tail(
     return json[1:]
 
 
+def _stream_tail(event_id: str, kind: str, name: str | None, occurred_at: datetime) -> bytes:
+    stream_name = name if kind in _STREAM_NAMED else None
+    json = orjson.dumps({"event_id": event_id, "type": kind, "name": stream_name, "occurred_at": occurred_at})
+    return json[1:]
+
+
 def _draft(message: Message, clock: _Clock, batch_context: dict[str, Any]) -> Draft:
     occurred_at = clock.occurred_at(message)
     # time-ordered: the events' primary key index takes each at its end, where random ids
@@ -213,6 +238,7 @@ def _draft(message: Message, clock: _Clock, batch_context: dict[str, Any]) -> Dr
         ids=ids,
         keys=_keys(ids),
         json_tail=_json_tail(event_id, message_id, kind, name, properties, context, occurred_at),
+        stream_tail=_stream_tail(event_id, kind, name, occurred_at),
         fact=fact_of(UNRESOLVED, kind, name, properties, occurred_at),
         consents=given,
     )

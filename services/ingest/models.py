@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    LargeBinary,
     Numeric,
     PrimaryKeyConstraint,
     SmallInteger,
@@ -149,20 +150,20 @@ class DedupeWindow(Base):
 
 
 class OutboxBatch(Base):
-    """The events one transaction stored, not yet on the `dasi:events` stream, as arrays in the same
-    order: what the stream says of each (services/ingest/relay.py). The row is deleted once XADD
-    succeeded. `event_times` are the events' `occurred_at` (migration 0012)."""
+    """Events stored and not yet on the `dasi:events` stream, as it tells them: `body` is the JSON
+    array of an `EventsRecorded` entry's `events` (shared/contracts.py), written as they were stored,
+    with `events` of them (at most a few hundred: repository.EVENTS_PER_ENTRY) and their profiles,
+    each once, as they were then (a merge since moves events to another: the publisher reads those
+    back). The row is deleted once XADD succeeded (services/ingest/relay.py; migration 0019)."""
 
     __tablename__ = "event_outbox"
     __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(BigInteger, GeneratedAlways(always=True), primary_key=True)
     workspace_id: Mapped[uuid.UUID]
-    event_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
-    event_times: Mapped[list[datetime]] = mapped_column(ARRAY(DateTime(timezone=True)))
-    profile_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))  # when stored: merges come after
-    types: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
-    names: Mapped[list[str | None]] = mapped_column(ARRAY(String(255)))
+    events: Mapped[int]
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    profile_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -1,7 +1,8 @@
 """The event outbox and its publisher.
 
-Every transaction that stores events writes one outbox row holding what the stream says of each
-(id, time, profile, type, name); requests (and imports) only write those rows. The ingest worker
+Every transaction that stores events writes outbox rows holding what the stream says of each (id,
+time, profile, type, name) as the JSON it is published as, up to a few hundred events a row;
+requests (and imports) only write those rows. The ingest worker
 publishes them: `relay_outbox` runs every second (cron) and, for about a second, drains the outbox
 and sleeps RELAY_IDLE_SLEEP between empty passes, so an event typically reaches the stream some
 50-100 ms after its commit.
@@ -9,7 +10,8 @@ and sleeps RELAY_IDLE_SLEEP between empty passes, so an event typically reaches 
 A chunk is published by `publish_outbox_chunk`, in one transaction: take up to RELAY_CHUNK outbox
 rows (one DELETE of the oldest, `FOR UPDATE SKIP LOCKED`, so publishers in several workers never
 take the same rows), give the events of profiles merged away since then the profile they have now,
-then XADD the events, a few hundred to an entry, in one round trip;
+then XADD the events, a few hundred to an entry (consecutive rows of one workspace share one), in
+one round trip;
 the transaction commits only after XADD succeeded. Redis down: the transaction rolls back and the
 rows stay for the next pass. A crash between XADD and the commit publishes those events again:
 delivery is at least once, never lost; consumers dedupe by event_id. Each run of the job ends by
@@ -37,9 +39,6 @@ from shared.streams import trim_finished
 
 RELAY_CHUNK = 20  # outbox rows (stored transactions, up to a few thousand events each) taken at once
 RELAY_IDLE_SLEEP = 0.05  # seconds between passes that found the outbox empty
-# events per stream entry: an entry per event cost more than the rest of publishing (packing, Redis);
-# a few hundred keep an entry ~100 KB and a consumer's read of a round moderate
-EVENTS_PER_ENTRY = 500
 RELAY_LOOP_SECONDS = 0.95  # how long one run of the job keeps draining; the cron starts one a second
 
 _ENTRY_VERSION = str(EventsRecorded.version)
@@ -58,11 +57,11 @@ class Published:
 async def publish_outbox_chunk(
     session: AsyncSession, redis: ArqRedis, stream: str, limit: int = RELAY_CHUNK
 ) -> Published:
-    """Take up to `limit` outbox rows and XADD their events as `EventsRecorded` entries (Postgres
-    writes their bodies: `repository.take_outbox`; tests/ingest/test_outbox.py decodes them with the
-    contract). Raises (so the caller's transaction rolls back and the rows stay) when Redis is
-    unreachable."""
-    taken = await repository.take_outbox(session, limit, EVENTS_PER_ENTRY)
+    """Take up to `limit` outbox rows and XADD their events as `EventsRecorded` entries (their bodies
+    were written as the events were stored: `repository.take_outbox`; tests/ingest/test_outbox.py
+    decodes them with the contract). Raises (so the caller's transaction rolls back and the rows
+    stay) when Redis is unreachable."""
+    taken = await repository.take_outbox(session, limit, repository.EVENTS_PER_ENTRY)
     if taken.entries:
         await publish_fields(redis, stream, [_fields(entry) for entry in taken.entries])
     return Published(taken.rows, sum(entry.events for entry in taken.entries))

@@ -141,6 +141,11 @@ class IdentityRows:
     # properties and the context are parsed once: `json_to_recordset` parsed each again into jsonb
     # and made a hash table per row (~6 us an event more).
     events: bytes | None = None
+    # The events as the stream tells them, their outbox rows' bodies (`take_outbox`): JSON arrays of
+    # at most EVENTS_PER_ENTRY events each, how many each holds, and the events' profiles (each once)
+    outbox: list[bytes] | None = None
+    outbox_events: list[int] | None = None
+    outbox_profiles: list[uuid.UUID] | None = None
 
 
 @dataclass
@@ -159,7 +164,9 @@ class AggregateRows:
     cart_touched: list[uuid.UUID] | None = None
 
 
-_STORE_BATCH = "SELECT ingest.store_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+_STORE_BATCH = (
+    "SELECT ingest.store_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+)
 
 
 async def store_batch(
@@ -184,6 +191,9 @@ async def store_batch(
         i.new_identities,
         i.updated_profiles,
         i.events,
+        i.outbox,
+        i.outbox_events,
+        i.outbox_profiles,
         a.profiles,
         a.views,
         a.coupons,
@@ -195,12 +205,33 @@ async def store_batch(
     )
 
 
-def identity_rows(plan: Plan, events: bytes | None, received_at: datetime) -> IdentityRows:
+@dataclass(frozen=True)
+class OutboxRow:
+    """Events as the stream tells them (a JSON array), at most EVENTS_PER_ENTRY."""
+
+    body: bytes
+    events: int
+
+
+def identity_rows(
+    plan: Plan,
+    events: bytes | None,
+    outbox: Sequence[OutboxRow],
+    profiles: Collection[uuid.UUID],
+    received_at: datetime,
+) -> IdentityRows:
     """The new profiles and identities the plan made, the user ids and traits it gives, the events
-    (their JSON array, services/ingest/drafts.py's `placed_json`; None for none)."""
+    (their JSON array: services/ingest/drafts.py's `placed_json`; None for none), and their outbox
+    rows, whose events are of `profiles`."""
     if not events:
         return IdentityRows()
-    rows = IdentityRows(received_at, events=events)
+    rows = IdentityRows(
+        received_at,
+        events=events,
+        outbox=[r.body for r in outbox],
+        outbox_events=[r.events for r in outbox],
+        outbox_profiles=list(profiles),
+    )
     if plan.new_profiles:
         new = [{"id": p, "user_id": u, "traits": plan.traits.get(p)} for p, u in plan.new_profiles.items()]
         rows.new_profiles = json_text(new)
@@ -311,9 +342,15 @@ async def apply_merges(
 # -- the outbox ----------------------------------------------------------------------------------
 
 
+# Events an outbox row holds at most, and a stream entry unless an older row held more (migration 0019):
+# an entry per event cost more than the rest of publishing (packing, Redis); a few hundred keep an
+# entry ~100 KB and a consumer's read of a round moderate.
+EVENTS_PER_ENTRY = 500
+
+
 @dataclass(frozen=True)
 class OutboxEntry:
-    """One `EventsRecorded` stream entry's body, built by Postgres (`take_outbox`)."""
+    """One `EventsRecorded` stream entry's body (`take_outbox`)."""
 
     workspace_id: str
     events: int  # how many events the body holds
@@ -326,83 +363,92 @@ class TakenOutbox:
     entries: list[OutboxEntry]
 
 
-# The oldest outbox rows, claimed and deleted, and their events written as stream entries' JSON, in
-# one statement: the caller publishes them before it commits, so a failed publish rolls the delete
-# back and the rows stay. Postgres writes the JSON where Python made an object per event and wrote
-# them with orjson: the take cost 5.8-7.2 us an event (client and Postgres), now 4.0-4.3 (a
-# throwaway benchmark, 3 rounds). The JSON is put together as text: json_build_object cost ~0.7 us
-# an event more. Uuids need no escaping; the type, the name and the time go through to_json.
-# Under load (`infra.bench.ingest`, pg_stat_statements, session 19): 5.9 ms a take of ~1,500
-# events, ~3.9 us an event of Postgres; 27.9 ms while the profile check below was an anti-join.
-#
-# - Entries follow the outbox's order: a run of rows of one workspace is cut into entries of at
-#   most $2 events; another workspace's row starts a new run.
-# - A profile merged into another since its events were stored is gone: those events are read back,
-#   each by its primary key, for the profile they have now (a key probe per profile, then per event
-#   of a gone profile only). OFFSET 0 keeps the probe a probe: as an anti-join, in a generic plan
-#   made while the profiles looked few, it read the whole profile index on every take, for as long
-#   as the connection lived (tests/ingest/test_batch_reads.py).
-# - The names: only those segments and journeys key on (track, page, screen), as the contract says.
-# - Times are written in the transaction's time zone: `take_outbox` sets it to UTC.
+# The oldest outbox rows, claimed and deleted, with their bodies (the events as the stream tells them,
+# written as the events were stored: services/ingest/drafts.py) and which of their profiles are gone:
+# the caller publishes them before it commits, so a failed publish rolls the delete back and the rows
+# stay. Building the bodies here from arrays of the events' fields cost Postgres ~3.9 us an event
+# under load (BENCHMARKS.md, session 19).
+# A profile merged into another since its events were stored is gone (a key probe per profile:
+# OFFSET 0 keeps the probe a probe; as an anti-join, in a generic plan made while the profiles looked
+# few, it read the whole profile index on every take, for as long as the connection lived:
+# tests/ingest/test_batch_reads.py). Those events are read back for the profile they have now
+# (`_NOW_PROFILES`).
 _TAKE_OUTBOX = """
     WITH taken AS (
         DELETE FROM ingest.event_outbox AS o
         WHERE o.id = ANY(ARRAY(
             SELECT id FROM ingest.event_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))
-        RETURNING o.*
-    ), starts AS (  -- a row starts a run when its workspace is not the previous row's
-        SELECT *, (workspace_id IS DISTINCT FROM lag(workspace_id) OVER (ORDER BY id))::int AS starts_run
-        FROM taken
-    ), runs AS (
-        SELECT *, sum(starts_run) OVER (ORDER BY id) AS run FROM starts
-    ), placed AS (  -- with how many events the run's earlier rows hold
-        SELECT *, coalesce(sum(cardinality(event_ids)) OVER (
-            PARTITION BY run ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-        FROM runs
-    ), events AS MATERIALIZED (
-        SELECT r.run, (r.before + u.n - 1) / $2 AS entry, r.before + u.n AS k, r.workspace_id,
-               u.event_id, u.profile_id, u.type, u.name, u.occurred_at
-        FROM placed AS r
-        CROSS JOIN LATERAL unnest(r.event_ids, r.profile_ids, r.types, r.names, r.event_times)
-            WITH ORDINALITY AS u(event_id, profile_id, type, name, occurred_at, n)
-    ), gone AS (
-        SELECT s.workspace_id, s.profile_id
-        FROM (SELECT DISTINCT workspace_id, profile_id FROM events) AS s
-        WHERE NOT EXISTS (
-            SELECT 1 FROM ingest.profiles AS p WHERE p.id = s.profile_id AND p.workspace_id = s.workspace_id
-            OFFSET 0)  -- a key probe per profile: as an anti-join, it read every profile of the index
-    ), profiled AS (  -- the event's profile now: read back only for a gone profile
-        SELECT e.*, CASE WHEN g.profile_id IS NULL THEN e.profile_id ELSE (
-                   SELECT x.profile_id FROM ingest.events AS x
-                   WHERE x.id = e.event_id AND x.occurred_at = e.occurred_at
-                     AND x.workspace_id = e.workspace_id
-                   LIMIT 1) END AS now_profile_id
-        FROM events AS e
-        LEFT JOIN gone AS g ON g.profile_id = e.profile_id AND g.workspace_id = e.workspace_id
+        RETURNING o.id, o.workspace_id, o.events, o.body, o.profile_ids
     )
-    SELECT (SELECT count(*) FROM taken)::int, e.workspace_id::text, count(*)::int,
-           convert_to('{"workspace_id":"' || e.workspace_id || '","events":[' || string_agg(
-               '{"event_id":"' || e.event_id
-               || '","profile_id":"' || coalesce(e.now_profile_id, e.profile_id)
-               || '","type":' || to_json(e.type)
-               || ',"name":' || CASE WHEN e.type IN ('track', 'page', 'screen') AND e.name IS NOT NULL
-                                     THEN to_json(e.name)::text ELSE 'null' END
-               || ',"occurred_at":' || to_json(e.occurred_at) || '}',
-               ',' ORDER BY e.k) || ']}', 'UTF8')
-    FROM profiled AS e
-    GROUP BY e.run, e.entry, e.workspace_id
-    ORDER BY e.run, e.entry
+    SELECT t.workspace_id, t.events, t.body, ARRAY(
+        SELECT p.id FROM unnest(t.profile_ids) AS p(id)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM ingest.profiles WHERE id = p.id AND workspace_id = t.workspace_id
+            OFFSET 0)) AS gone
+    FROM taken AS t
+    ORDER BY t.id
 """
-_TAKE_OUTBOX_SETTINGS = _PLAN_BY_KEY.rstrip() + ",\n           set_config('TimeZone', 'UTC', true)\n"
+
+# The profile some events have now, each read by its primary key (id, occurred_at)
+_NOW_PROFILES = """
+    SELECT e.id, x.profile_id::text
+    FROM unnest($2::text[], $3::text[]) AS e(id, occurred_at)
+    CROSS JOIN LATERAL (
+        SELECT profile_id FROM ingest.events
+        WHERE id = e.id::uuid AND occurred_at = e.occurred_at::timestamptz AND workspace_id = $1
+        LIMIT 1
+    ) AS x
+"""
+
+
+async def _with_profiles_now(
+    connection: asyncpg.Connection, workspace_id: uuid.UUID, body: bytes, gone: list[uuid.UUID]
+) -> bytes:
+    """`body`'s events with the profile they have now, where theirs is `gone` (merged away). An event
+    not found keeps the profile it had."""
+    events = orjson.loads(body)
+    gone_ids = {str(p) for p in gone}
+    moved = [e for e in events if e["profile_id"] in gone_ids]
+    rows = await connection.fetch(
+        _NOW_PROFILES, workspace_id, [e["event_id"] for e in moved], [e["occurred_at"] for e in moved]
+    )
+    now = dict(rows)
+    for event in moved:
+        event["profile_id"] = now.get(event["event_id"], event["profile_id"])
+    return orjson.dumps(events)
+
+
+def _entries(rows: Sequence[tuple[str, int, bytes]], events_per_entry: int) -> list[OutboxEntry]:
+    """The rows' events as stream entries, in the rows' order: consecutive rows of one workspace go
+    in one entry while it holds at most `events_per_entry` events."""
+    entries: list[OutboxEntry] = []
+    run: list[tuple[str, int, bytes]] = []
+
+    def close_run() -> None:
+        if run:
+            events = b",".join(body[1:-1] for _, _, body in run)
+            head = b'{"workspace_id":"%s","events":[' % run[0][0].encode()
+            entries.append(OutboxEntry(run[0][0], sum(n for _, n, _ in run), head + events + b"]}"))
+            run.clear()
+
+    for row in rows:
+        if run and (row[0] != run[0][0] or sum(n for _, n, _ in run) + row[1] > events_per_entry):
+            close_run()
+        run.append(row)
+    close_run()
+    return entries
 
 
 async def take_outbox(session: AsyncSession, limit: int, events_per_entry: int) -> TakenOutbox:
     """The events of the `limit` oldest outbox rows, oldest first, each with the profile it has now,
-    as stream entries of at most `events_per_entry` events; the rows are deleted in this transaction
-    (so back if it rolls back). Rows another publisher holds are skipped, so publishers can run side
-    by side."""
+    as stream entries of at most `events_per_entry` events (an older row of more is an entry of its
+    own); the rows are deleted in this transaction (so back if it rolls back). Rows another publisher
+    holds are skipped, so publishers can run side by side."""
     connection = await driver_connection(session)
-    await connection.execute(_TAKE_OUTBOX_SETTINGS)
-    rows = await connection.fetch(_TAKE_OUTBOX, limit, events_per_entry)
-    entries = [OutboxEntry(workspace_id, events, body) for _, workspace_id, events, body in rows]
-    return TakenOutbox(rows[0][0] if rows else 0, entries)
+    await connection.execute(_PLAN_BY_KEY)
+    rows = []
+    for workspace_id, events, body, gone in await connection.fetch(_TAKE_OUTBOX, limit):
+        if gone:
+            body = await _with_profiles_now(connection, workspace_id, body, gone)
+        rows.append((str(workspace_id), events, body))
+    return TakenOutbox(len(rows), _entries(rows, events_per_entry))

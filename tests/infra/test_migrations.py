@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import asyncpg
+import orjson
 from sqlalchemy.engine import make_url
 
 from infra import migrate
+from shared.contracts import EventsRecorded
 from shared.testing.plugin import _asyncpg_dsn, _create_database, _drop_database, test_servers
 
 
@@ -97,3 +100,44 @@ def test_the_dedupe_window_gets_its_event_ids_back_on_downgrade():
             _fetch(url, "SELECT message_id, event_id, received_at IS NOT NULL FROM ingest.received_messages")
         )
         assert sorted(rows) == [("m-1", first, True), ("m-gone", uuid.UUID(int=0), True)]
+
+
+_OUTBOX_ARRAYS = """
+    INSERT INTO ingest.event_outbox
+        (workspace_id, event_ids, event_times, profile_ids, types, names, created_at)
+    SELECT workspace_id, array_agg(id ORDER BY occurred_at), array_agg(occurred_at ORDER BY occurred_at),
+           array_agg(profile_id ORDER BY occurred_at), array_agg(type ORDER BY occurred_at),
+           array_agg(name ORDER BY occurred_at), max(received_at)
+    FROM ingest.events GROUP BY workspace_id
+"""
+
+
+def test_unpublished_events_keep_what_the_stream_says_of_them_across_the_outbox_bodies():
+    """0019 writes a pending outbox row's events as the publisher wrote them (the stream's JSON),
+    and reads them back into arrays going down."""
+    first, second, third, workspace, profile = (uuid.uuid4() for _ in range(5))
+    with _scratch_database() as url:
+        migrate.upgrade(url, "0018")
+        asyncio.run(_fetch(url, _STORE_EVENTS, first, second, third, workspace, profile))
+        asyncio.run(_fetch(url, _OUTBOX_ARRAYS))
+
+        migrate.upgrade(url, "0019")
+        [(events, body, profiles)] = asyncio.run(
+            _fetch(url, "SELECT events, body, profile_ids FROM ingest.event_outbox")
+        )
+        assert (events, profiles) == (3, [profile])
+        entry = EventsRecorded.model_validate({"workspace_id": workspace, "events": orjson.loads(body)})
+        assert [(e.event_id, e.profile_id, e.type, e.name) for e in entry.events] == [
+            (first, profile, "track", "Product Viewed"),
+            (second, profile, "page", "/"),
+            (third, profile, "track", "Order Completed"),
+        ]
+        assert entry.events[0].occurred_at == datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+
+        migrate.downgrade(url, "0018")
+        [(ids, times, profiles, types, names)] = asyncio.run(
+            _fetch(url, "SELECT event_ids, event_times, profile_ids, types, names FROM ingest.event_outbox")
+        )
+        assert (ids, profiles, types) == ([first, second, third], [profile] * 3, ["track", "page", "track"])
+        assert names == ["Product Viewed", "/", "Order Completed"]
+        assert times[0] == datetime(2026, 11, 20, 1, 0, tzinfo=UTC)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
@@ -60,7 +61,8 @@ async def identities_of(db, workspace_id: uuid.UUID) -> dict[tuple[str, str], uu
 async def unpublished(db) -> list[uuid.UUID]:
     """The events stored and not yet published: those the outbox rows name."""
     async with session_scope(db) as session:
-        return [event_id for row in await session.scalars(select(OutboxBatch)) for event_id in row.event_ids]
+        rows = await session.scalars(select(OutboxBatch))
+        return [uuid.UUID(event["event_id"]) for row in rows for event in orjson.loads(row.body)]
 
 
 async def stream_events(redis, stream: str = "dasi:events") -> list[EventRecorded]:

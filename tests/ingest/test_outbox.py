@@ -10,7 +10,7 @@ import pytest
 from arq.cron import CronJob
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from services.ingest import relay, worker
+from services.ingest import relay, repository, worker
 from services.ingest.main import create_app
 from services.ingest.relay import Published, drain_outbox, publish_outbox_chunk, relay_outbox
 from shared.contracts import EventsRecorded, decode
@@ -187,22 +187,25 @@ async def test_events_merged_before_they_are_published_carry_the_merged_profile(
 async def test_events_go_a_few_hundred_to_an_entry_each_of_one_workspace(
     settings, clock, client, db, redis, shop, make_workspace, monkeypatch
 ):
-    """One stream entry per workspace's run of stored events, cut at EVENTS_PER_ENTRY (2 here)."""
-    monkeypatch.setattr(relay, "EVENTS_PER_ENTRY", 2)
+    """One stream entry per workspace's run of stored events, cut at EVENTS_PER_ENTRY (2 here): a
+    transaction stores its events in outbox rows of at most that many, and the publisher puts
+    consecutive rows of one workspace in one entry while it holds no more."""
+    monkeypatch.setattr(repository, "EVENTS_PER_ENTRY", 2)
     other = await make_workspace("다른 스토어")
     assert (await client.post("/v1/batch", json=_batch("A", "B", "C"))).status_code == 200
     async with serve(create_app(settings, clock=clock), headers=write_key(other.write_key)) as theirs:
         assert (await theirs.post("/v1/batch", json=_batch("D"))).status_code == 200
     assert (await client.post("/v1/batch", json=_batch("E"))).status_code == 200
+    assert (await client.post("/v1/batch", json=_batch("F"))).status_code == 200
 
-    assert await drain_outbox(db, redis, STREAM) == 5
+    assert await drain_outbox(db, redis, STREAM) == 6
     entries = [decode(fields) for _id, fields in await redis.xrange(STREAM)]
     assert all(isinstance(e, EventsRecorded) for e in entries)
     assert [(e.workspace_id, [m.name for m in e.events]) for e in entries] == [  # type: ignore[attr-defined]
         (shop.workspace.id, ["A", "B"]),
         (shop.workspace.id, ["C"]),
         (other.workspace.id, ["D"]),
-        (shop.workspace.id, ["E"]),
+        (shop.workspace.id, ["E", "F"]),  # two transactions' rows
     ]
 
 
