@@ -32,7 +32,7 @@ from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID
 
 from infra.bench.ingest import BATCH, RESEND_BACK, make_batches
 from services.ingest import aggregates, deltas, payload, repository, service
-from services.ingest.drafts import Draft, drafts_of, placed_json
+from services.ingest.drafts import Draft, drafts_of, placed
 from services.ingest.facts import Fact
 from services.ingest.identity import Plan
 
@@ -111,7 +111,7 @@ def steps(received_at: datetime) -> list[tuple[str, Callable[[Transaction], Any]
         ("repeats and keys", lambda tx: sorted({key for d in service._unique(tx.drafts) for key in d.keys})),
         ("identities resolved", lambda tx: service._resolve_profiles(tx.drafts, tx.known)),
         ("drafts placed", lambda tx: _place(tx.drafts, tx.plan)),
-        ("events' JSON", lambda tx: placed_json(tx.drafts)),
+        ("events' JSON, and for the outbox", lambda tx: placed(tx.drafts, repository.EVENTS_PER_ENTRY)),
         (
             "facts and consents, in time order",
             lambda tx: (

@@ -91,17 +91,19 @@ def aware_timestamp(value: Any) -> datetime | None:
 def _product_fact(
     profile_id: uuid.UUID, occurred_at: datetime, p: dict[str, Any], kind: str, activity: bool
 ) -> Fact:
-    return Fact(
+    return Fact(  # positional, as `fact_of`'s page views
         profile_id,
         occurred_at,
-        is_activity=activity,
-        kind=kind,
-        product_id=_text(p.get("product_id") or p.get("sku") or p.get("id")),
-        quantity=_quantity(p.get("quantity")),
-        price=_decimal(p.get("price")),
-        label=_text(p.get("name")),
-        category=_text(p.get("category")),
-        brand=_text(p.get("brand")),
+        activity,
+        False,
+        kind,
+        None,
+        _text(p.get("product_id") or p.get("sku") or p.get("id")),
+        _quantity(p.get("quantity")),
+        _decimal(p.get("price")),
+        _text(p.get("name")),
+        _text(p.get("category")),
+        _text(p.get("brand")),
     )
 
 
@@ -115,8 +117,8 @@ def fact_of(
 ) -> Fact | None:
     """The aggregate meaning of one event (its type, name and properties), or None if it has none
     (identify, alias, group)."""
-    if kind in ("page", "screen"):
-        return Fact(profile_id, at, is_activity=True, is_page_view=True)
+    if kind in ("page", "screen"):  # most events: positional, where keywords cost ~0.3 us a fact more
+        return Fact(profile_id, at, True, True)
     if kind != "track" or not name:
         return None
     activity = name not in NOT_SHOPPER_ACTIVITY

@@ -205,31 +205,24 @@ async def store_batch(
     )
 
 
-@dataclass(frozen=True)
-class OutboxRow:
-    """Events as the stream tells them (a JSON array), at most EVENTS_PER_ENTRY."""
-
-    body: bytes
-    events: int
-
-
 def identity_rows(
     plan: Plan,
     events: bytes | None,
-    outbox: Sequence[OutboxRow],
+    outbox: Sequence[tuple[bytes, int]],
     profiles: Collection[uuid.UUID],
     received_at: datetime,
 ) -> IdentityRows:
     """The new profiles and identities the plan made, the user ids and traits it gives, the events
-    (their JSON array: services/ingest/drafts.py's `placed_json`; None for none), and their outbox
-    rows, whose events are of `profiles`."""
+    (their JSON array: services/ingest/drafts.py's `placed`; None for none), and their outbox rows
+    (the events as the stream tells them, a JSON array of at most EVENTS_PER_ENTRY, and how many),
+    whose events are of `profiles`."""
     if not events:
         return IdentityRows()
     rows = IdentityRows(
         received_at,
         events=events,
-        outbox=[r.body for r in outbox],
-        outbox_events=[r.events for r in outbox],
+        outbox=[body for body, _ in outbox],
+        outbox_events=[events for _, events in outbox],
         outbox_profiles=list(profiles),
     )
     if plan.new_profiles:
@@ -419,24 +412,23 @@ async def _with_profiles_now(
 
 
 def _entries(rows: Sequence[tuple[str, int, bytes]], events_per_entry: int) -> list[OutboxEntry]:
-    """The rows' events as stream entries, in the rows' order: consecutive rows of one workspace go
-    in one entry while it holds at most `events_per_entry` events."""
-    entries: list[OutboxEntry] = []
-    run: list[tuple[str, int, bytes]] = []
-
-    def close_run() -> None:
-        if run:
-            events = b",".join(body[1:-1] for _, _, body in run)
-            head = b'{"workspace_id":"%s","events":[' % run[0][0].encode()
-            entries.append(OutboxEntry(run[0][0], sum(n for _, n, _ in run), head + events + b"]}"))
-            run.clear()
-
+    """The rows' events (workspace, how many, JSON array) as stream entries, in the rows' order:
+    consecutive rows of one workspace share an entry while it holds at most `events_per_entry`."""
+    runs: list[list[tuple[str, int, bytes]]] = []
     for row in rows:
-        if run and (row[0] != run[0][0] or sum(n for _, n, _ in run) + row[1] > events_per_entry):
-            close_run()
-        run.append(row)
-    close_run()
-    return entries
+        run = runs[-1] if runs else None
+        if run is None or run[0][0] != row[0] or sum(n for _, n, _ in run) + row[1] > events_per_entry:
+            runs.append([row])
+        else:
+            run.append(row)
+    return [_entry(run) for run in runs]
+
+
+def _entry(run: list[tuple[str, int, bytes]]) -> OutboxEntry:
+    workspace_id = run[0][0]
+    events = b",".join(body[1:-1] for _, _, body in run)  # the arrays' elements, in one array
+    body = b'{"workspace_id":"%s","events":[%s]}' % (workspace_id.encode(), events)
+    return OutboxEntry(workspace_id, sum(n for _, n, _ in run), body)
 
 
 async def take_outbox(session: AsyncSession, limit: int, events_per_entry: int) -> TakenOutbox:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest import aggregates, repository
 from services.ingest.consents import Consent
-from services.ingest.drafts import Draft, Message, drafts_of, placed_json, placed_stream_json
+from services.ingest.drafts import Draft, Message, drafts_of, placed
 from services.ingest.facts import Fact
 from services.ingest.identity import Plan, Resolver
 from shared.db import driver_connection
@@ -107,16 +107,11 @@ async def record_drafts(
     return [Recorded(accepted=len(part), duplicates=sum(id(d) not in stored for d in part)) for part in parts]
 
 
-def _identity_rows(plan: Plan, placed: list[Draft], received_at: datetime) -> repository.IdentityRows:
-    if not placed:
+def _identity_rows(plan: Plan, drafts: list[Draft], received_at: datetime) -> repository.IdentityRows:
+    if not drafts:
         return repository.identity_rows(plan, None, [], (), received_at)
-    step = repository.EVENTS_PER_ENTRY
-    outbox = [
-        repository.OutboxRow(placed_stream_json(placed[i : i + step]), len(placed[i : i + step]))
-        for i in range(0, len(placed), step)
-    ]
-    profiles = {d.profile_id for d in placed}
-    return repository.identity_rows(plan, placed_json(placed), outbox, profiles, received_at)
+    rows = placed(drafts, repository.EVENTS_PER_ENTRY)
+    return repository.identity_rows(plan, rows.events, rows.outbox, rows.profiles, received_at)
 
 
 async def _store_with_merges(

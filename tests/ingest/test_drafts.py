@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from services.ingest.drafts import drafts_of, placed_json
+from services.ingest.drafts import drafts_of, placed
 from services.ingest.facts import UNRESOLVED
-from services.ingest.schemas import IdentifyMessage, TrackMessage
+from services.ingest.schemas import GroupMessage, IdentifyMessage, PageMessage, TrackMessage
+from shared.contracts import RecordedEvent
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -33,7 +34,8 @@ def test_a_placed_drafts_json_is_its_event_on_its_profile():
     profile = uuid.uuid4()
     draft.place(profile)
 
-    [event] = orjson.loads(placed_json([draft]))
+    rows = placed([draft], 500)
+    [event] = orjson.loads(rows.events)
 
     assert event == {
         "id": draft.event_id,
@@ -63,5 +65,31 @@ def test_placing_a_draft_gives_its_fact_and_consents_the_profile_and_a_retry_pla
         assert [(c.profile_id, c.topic, c.granted) for c in made[0].consents] == [(profile, "sms", True)]
         assert made[1].fact.profile_id == profile
         assert made[1].fact.kind == "login"
-        events = orjson.loads(placed_json(made))
+        events = orjson.loads(placed(made, 500).events)
         assert {e["profile_id"] for e in events} == {str(profile)}
+
+
+def test_placed_drafts_go_to_the_outbox_as_the_stream_tells_them_a_few_to_a_row():
+    messages = [
+        TrackMessage.model_validate({"type": "track", "userId": "member-1", "event": "Product Viewed"}),
+        PageMessage.model_validate({"type": "page", "anonymousId": "visitor-1", "name": "/sale"}),
+        GroupMessage.model_validate({"type": "group", "userId": "member-1", "groupId": "vip"}),
+    ]
+    made = drafts_of(messages, received_at=NOW)
+    member, visitor = uuid.uuid4(), uuid.uuid4()
+    for draft, profile in zip(made, (member, visitor, member), strict=True):
+        draft.place(profile)
+
+    rows = placed(made, 2)
+
+    assert [events for _, events in rows.outbox] == [2, 1]
+    assert sorted(rows.profiles) == sorted([member, visitor])
+    told = [
+        RecordedEvent.model_validate(event) for body, _ in rows.outbox for event in orjson.loads(body)
+    ]  # the contract forbids any other field
+    assert [(e.profile_id, e.type, e.name, e.occurred_at) for e in told] == [
+        (member, "track", "Product Viewed", NOW),
+        (visitor, "page", "/sale", NOW),
+        (member, "group", None, NOW),  # the stream names only what segments key on
+    ]
+    assert [str(e.event_id) for e in told] == [d.event_id for d in made]
