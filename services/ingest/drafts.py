@@ -50,15 +50,10 @@ _STREAM_NAMED = frozenset({"track", "page", "screen"})
 
 @dataclass
 class Draft:
-    """A valid message made ready to store."""
+    """A valid message made ready to store: its event is in its JSON, and in its fact and consents."""
 
     event_id: str  # a time-ordered uuid (version 7), as text: what the statements and the JSON take
     message_id: str
-    type: str
-    name: str | None
-    properties: dict[str, Any]
-    context: dict[str, Any]
-    occurred_at: datetime
     made_at: float | None  # when it was made by the server's clock (Unix time), where known (dedupe.py)
     ids: Ids  # the shopper ids it names (identity resolution reads them)
     keys: list[Key]  # the same, as the identities' keys (the transaction locks and looks them up)
@@ -228,15 +223,10 @@ def _draft(message: Message, clock: _Clock, batch_context: dict[str, Any]) -> Dr
     ids = _ids(message)
     kind = message.type
     given = consents.consents_of(UNRESOLVED, kind, properties, occurred_at)
-    # positional: 14 keywords cost ~0.6 us a draft more
+    # positional: keywords cost ~0.05 us a draft each
     return Draft(
         event_id,
         message_id,
-        kind,
-        name,
-        properties,
-        context,
-        occurred_at,
         clock.made_at(message, occurred_at),
         ids,
         _keys(ids),
