@@ -5,10 +5,11 @@ Names follow Segment's e-commerce spec, plus the native ones the store sends."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
+
+from msgspec import Struct
 
 # Segment e-commerce spec names, plus the native ones the issue names
 PURCHASE, REFUND = "Order Completed", "Order Refunded"
@@ -37,8 +38,11 @@ class EventLike(Protocol):
     def occurred_at(self) -> datetime: ...
 
 
-@dataclass
-class Fact:
+# A msgspec Struct, untracked by the cyclic GC (it holds scalars only): one is made for most events
+# as their request arrives and lives until its transaction, where a dataclass was one more object
+# for young collections to walk. `infra.bench.ingest_client`, 3 alternating pairs: 17.6-19.0 ->
+# 16.9-17.8 us an event (a Struct for the drafts too showed nothing in the same noise).
+class Fact(Struct, gc=False):
     """What one event means for the aggregates."""
 
     profile_id: uuid.UUID
