@@ -1,6 +1,6 @@
 """The client's whole CPU path of a tracked event, without Postgres or HTTP.
 
-    PYTHONPATH=. .venv/bin/python -m infra.bench.ingest_client [--batches 200] [--rounds 5]
+    .venv/bin/python -m infra.bench.ingest_client [--batches 200] [--rounds 5]
 
 The same batches as `infra.bench.ingest`, 5 requests to a transaction: each is parsed and made drafts
 (as a request arrives), then `service.record_drafts` runs on a connection that answers nothing
@@ -9,7 +9,7 @@ us of thread CPU an event, for each part. Against `ingest_python` (each step alo
 seen before), this runs the steps in their order over fresh data, as the app does.
 
 This machine's speed swings by tens of percent from minute to minute: to compare two versions, run
-this in both checkouts alternately, a few times each (`PYTHONPATH=.` so each imports its own code).
+this from each checkout's root alternately, a few times each (`-m` imports the checkout it runs in).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ aggregates reduced.
 Why before: a workspace's transactions run one after the other in each process (group_commit.py),
 and requests gather behind the running one, so its wall time an event sets every request's wait
 (BENCHMARKS.md, session 17: T = F / (1 - lambda c)). Work done as a request arrives overlaps the running
-transaction's round trips; work done inside it lengthens it. The event's JSON, its aggregate fact
-and its consents were ~5 us an event inside (`infra.bench.ingest_python`).
+transaction's round trips; work done inside it lengthens it. The transaction's Python went from
+8.2 to 3.7 us an event with this (`infra.bench.ingest_python`, BENCHMARKS.md session 20).
 
 Each draft's profile is filled in by the transaction that resolves its shopper (`Draft.place`):
 a request is in one transaction at a time, and one stored again on its own after its group failed
@@ -95,10 +95,8 @@ def placed(drafts: Sequence[Draft], per_outbox_row: int) -> Placed:
             head = heads[draft.profile_id] = b'{"profile_id":"%s",' % str(draft.profile_id).encode()
         events.append(head + draft.json_tail)
         stream.append(head + draft.stream_tail)
-    outbox = [
-        (b"[" + b",".join(stream[i : i + per_outbox_row]) + b"]", len(stream[i : i + per_outbox_row]))
-        for i in range(0, len(stream), per_outbox_row)
-    ]
+    chunks = [stream[i : i + per_outbox_row] for i in range(0, len(stream), per_outbox_row)]
+    outbox = [(b"[" + b",".join(chunk) + b"]", len(chunk)) for chunk in chunks]
     return Placed(b"[" + b",".join(events) + b"]", outbox, list(heads))
 
 

@@ -9,8 +9,9 @@ the publisher checks for profiles merged away since). A transaction of more even
 few hundred (`store_batch`'s `outbox` array).
 
 Rows not yet published are converted both ways (a row of more events than an entry takes becomes an
-entry of its own). `body` is stored out of line as it is: compressing it (pglz) on every insert cost
-more than the bytes it saves.
+entry of its own). `body` is stored out of line as it is: this PostgreSQL build has no lz4, and pglz
+would compress in software on every insert (not measured); uncompressed, the WAL an event grew by
+~9-10% (BENCHMARKS.md, ingest, session 20).
 
 `store_batch` is 0015's, with the outbox rows given where it made one from the events.
 
@@ -55,8 +56,8 @@ _NEW_OUTBOX = """        INSERT INTO ingest.event_outbox (workspace_id, events, 
         ORDER BY o.n;
 """
 
-OLD_ARGUMENTS = "uuid, timestamptz, json, json, json, bytea, json, json, json, json, json, json, uuid[], uuid[]"
-NEW_ARGUMENTS = (
+_OLD_ARGUMENTS = "uuid, timestamptz, json, json, json, bytea, json, json, json, json, json, json, uuid[], uuid[]"
+_NEW_ARGUMENTS = (
     "uuid, timestamptz, json, json, json, bytea, bytea[], int[], uuid[], json, json, json, json, json, json,"
     " uuid[], uuid[]"
 )
@@ -71,7 +72,7 @@ _OLD_COMMENT = "-- the events, and their outbox row (one for them all)"
 _NEW_COMMENT = "-- the events, and their outbox rows (as the stream tells them, written by the caller)"
 
 
-def new_store_batch() -> str:
+def _new_store_batch() -> str:
     text = _store_batch_of_0015()
     for old, new in ((_OLD_SIGNATURE, _NEW_SIGNATURE), (_OLD_COMMENT, _NEW_COMMENT), (_OLD_OUTBOX, _NEW_OUTBOX)):
         text = _replaced(text, old, new)
@@ -109,12 +110,12 @@ def upgrade() -> None:
             ALTER COLUMN events SET NOT NULL, ALTER COLUMN body SET NOT NULL,
             DROP COLUMN event_ids, DROP COLUMN event_times, DROP COLUMN types, DROP COLUMN names
     """)
-    op.execute(f"DROP FUNCTION ingest.store_batch({OLD_ARGUMENTS})")
-    op.execute(new_store_batch())
+    op.execute(f"DROP FUNCTION ingest.store_batch({_OLD_ARGUMENTS})")
+    op.execute(_new_store_batch())
 
 
 def downgrade() -> None:
-    op.execute(f"DROP FUNCTION ingest.store_batch({NEW_ARGUMENTS})")
+    op.execute(f"DROP FUNCTION ingest.store_batch({_NEW_ARGUMENTS})")
     op.execute(_store_batch_of_0015())
     op.execute("""
         ALTER TABLE ingest.event_outbox
