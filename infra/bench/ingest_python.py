@@ -90,7 +90,7 @@ def _delta_rows(reduced: deltas.BatchDeltas) -> list[str]:
 def prepare(bodies: list[bytes], share_known: float, received_at: datetime) -> Transaction:
     rng = random.Random(len(bodies))
     parsed = [_parse(body) for body in bodies]
-    drafts = service._unique(_drafts(parsed, received_at))
+    [drafts] = service._unique([_drafts(parsed, received_at)])
     known = _known(drafts, share_known, rng)
     plan = service._resolve_profiles(drafts, known)
     _place(drafts, plan)
@@ -108,7 +108,10 @@ def steps(received_at: datetime) -> list[tuple[str, Callable[[Transaction], Any]
     return [
         (ARRIVAL + "parse and validate", lambda tx: [_parse(body) for body in tx.bodies]),
         (ARRIVAL + "drafts", lambda tx: _drafts(tx.parsed, received_at)),
-        ("repeats and keys", lambda tx: sorted({key for d in service._unique(tx.drafts) for key in d.keys})),
+        (
+            "repeats and keys",
+            lambda tx: sorted({key for part in service._unique([tx.drafts]) for d in part for key in d.keys}),
+        ),
         ("identities resolved", lambda tx: service._resolve_profiles(tx.drafts, tx.known)),
         ("drafts placed", lambda tx: _place(tx.drafts, tx.plan)),
         ("events' JSON, and for the outbox", lambda tx: placed(tx.drafts, repository.EVENTS_PER_ENTRY)),

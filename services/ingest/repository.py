@@ -70,7 +70,11 @@ _PLAN_BY_KEY = """
 #   it (services/ingest/dedupe.py); the generation is read in the claim's own statement. The previous
 #   one is not searched for a message known to be made after the current one started
 #   (`dedupe.PROBE_MARGIN`).
-# - The claim goes in one lock order for every request, so concurrent retries cannot deadlock.
+# - Each request's messageIds are claimed with a plain insert, one descent of the index an id, where
+#   ON CONFLICT takes two; a request carrying a repeat fails its own insert and is claimed again with
+#   ON CONFLICT (migration 0020). Small requests share a part: at most `MAX_CLAIM_PARTS` a batch.
+# - Each part is claimed in key order; retries of a message lock its shopper's ids first, so they
+#   cannot deadlock.
 # - Each id is a key probe. LIMITs and OFFSET 0 keep the subqueries apart from the outer query, so
 #   the planner cannot turn them into a join that reads the whole workspace (it did while the tables
 #   grew faster than their statistics: every batch read all the workspace's identities and profiles).
@@ -93,20 +97,42 @@ class Claim(Protocol):
     def made_at(self) -> float | None: ...  # when it was made (Unix time), where its clocks tell (dedupe.py)
 
 
+# Each part is a subtransaction in the claim (migration 0020): past 64 that wrote, other sessions'
+# snapshots would overflow their cache of them.
+MAX_CLAIM_PARTS = 32
+
+
+def claim_parts(requests: Sequence[Sequence[Claim]]) -> list[list[Claim]]:
+    """The requests' claims in parts of whole requests (a resent batch's repeats send only its own
+    part to ON CONFLICT): one a request, or past MAX_CLAIM_PARTS requests, consecutive ones together."""
+    requests = [r for r in requests if r]
+    if len(requests) <= MAX_CLAIM_PARTS:
+        return [list(r) for r in requests]
+    # every part but the last holds at least `size`: at most MAX_CLAIM_PARTS - 1 of them
+    size = -(-sum(len(r) for r in requests) // (MAX_CLAIM_PARTS - 1))
+    parts: list[list[Claim]] = [[]]
+    for request in requests:
+        if len(parts[-1]) >= size:
+            parts.append([])
+        parts[-1].extend(request)
+    return parts
+
+
 async def lock_claim_and_find(
     connection: asyncpg.Connection,
     workspace_id: uuid.UUID,
-    claims: Sequence[Claim],
+    requests: Sequence[Sequence[Claim]],
     keys: Sequence[Key],
 ) -> Claimed:
-    """Plan the rest of the transaction by key, lock `keys` until commit, record the messageIds (each
-    once: `claims` name each once), and look up `keys` and their profiles' last activity: one round
-    trip. Only the repeats come back: every claimed messageId was ~300 rows to decode a batch."""
+    """Plan the rest of the transaction by key, lock `keys` until commit, record the messageIds of
+    `requests` (each once across them all), and look up `keys` and their profiles' last activity: one
+    round trip. Only the repeats come back: every claimed messageId was ~300 rows to decode a batch."""
+    parts = [[(c.message_id, c.made_at) for c in part] for part in claim_parts(requests)]
     rows = await connection.fetch(
         _LOCK_CLAIM_AND_FIND,
         workspace_id,
         # one JSON text: asyncpg encodes a text[] at ~0.5 us an element (BENCHMARKS.md, session 18)
-        orjson.dumps([(c.message_id, c.made_at) for c in claims]).decode(),
+        orjson.dumps(parts).decode(),
         [k for k, _ in keys],
         [v for _, v in keys],
         DEDUPE_GENERATIONS,

@@ -29,12 +29,19 @@ class Recorded:
     duplicates: int
 
 
-def _unique(drafts: Sequence[Draft]) -> list[Draft]:
-    """The first of each messageId; a repeat inside one batch is a duplicate like any other."""
-    seen: dict[str, Draft] = {}
-    for draft in drafts:
-        seen.setdefault(draft.message_id, draft)
-    return list(seen.values())
+def _unique(parts: Sequence[Sequence[Draft]]) -> list[list[Draft]]:
+    """Each part's drafts but those whose messageId an earlier draft had; a repeat inside one batch
+    is a duplicate like any other."""
+    seen: set[str] = set()
+    unique: list[list[Draft]] = []
+    for part in parts:
+        kept = []
+        for draft in part:
+            if draft.message_id not in seen:
+                seen.add(draft.message_id)
+                kept.append(draft)
+        unique.append(kept)
+    return unique
 
 
 def _resolve_profiles(drafts: Sequence[Draft], known: Sequence[repository.KnownIdentity]) -> Plan:
@@ -80,11 +87,12 @@ async def record_drafts(
     """Store the drafts of several requests of one workspace in the connection's transaction, as one batch
     (services/ingest/group_commit.py gathers them); returns what each part counted. A messageId
     repeated across parts counts for the first part that carries it."""
-    drafts = _unique([d for part in parts for d in part])
+    unique = _unique(parts)
+    drafts = [d for part in unique for d in part]
     # Lock every id the batch names before claiming messageIds: requests sharing a shopper (and so
     # any retried message) then run one after the other, and nothing waits in a cycle.
     all_keys = sorted({key for d in drafts for key in d.keys})
-    claimed = await repository.lock_claim_and_find(connection, workspace_id, drafts, all_keys)
+    claimed = await repository.lock_claim_and_find(connection, workspace_id, unique, all_keys)
     fresh = [d for d in drafts if d.message_id not in claimed.repeats]
     plan = _resolve_profiles(fresh, claimed.known)
     for draft, profile in zip(fresh, plan.profile_of_message, strict=True):

@@ -203,7 +203,7 @@ async def test_a_rotation_that_cannot_get_its_lock_waits_for_the_next_run(
     clock.advance(WINDOW)
     monkeypatch.setattr(dedupe, "ROTATION_LOCK_TIMEOUT", "200ms")
     async with driver_transaction(db) as batch_in_flight:
-        await repository.lock_claim_and_find(batch_in_flight, shop.workspace.id, [_Claim("msg-1")], [])
+        await repository.lock_claim_and_find(batch_in_flight, shop.workspace.id, [[_Claim("msg-1")]], [])
         assert await dedupe.rotate_dedupe_window(ctx) is None
     async with session_scope(db) as session:
         assert (await session.execute(text("SELECT generation FROM ingest.dedupe_window"))).scalar() == 0
