@@ -47,6 +47,10 @@ Message = ContractMessage | messages.FastMessage
 # the names segments and journeys key on, as the contract says; the stream leaves the others out
 _STREAM_NAMED = frozenset({"track", "page", "screen"})
 
+# An event as `ingest.store_batch` reads it: a JSON array of these, by position (migration 0021).
+# Postgres parses no keys and builds no object: ~1 us an event of its time less than an object.
+EVENT_FIELDS = ("profile_id", "id", "message_id", "type", "name", "properties", "context", "occurred_at")
+
 
 @dataclass
 class Draft:
@@ -57,9 +61,9 @@ class Draft:
     made_at: float | None  # when it was made by the server's clock (Unix time), where known (dedupe.py)
     ids: Ids  # the shopper ids it names (identity resolution reads them)
     keys: list[Key]  # the same, as the identities' keys (the transaction locks and looks them up)
-    # The event as `ingest.store_batch` reads it, and as the events stream tells it (shared/contracts.py,
-    # `RecordedEvent`), each but for its profile: `{"id": ...` without the `{` (`placed` puts the
-    # profile in front)
+    # The event as `ingest.store_batch` reads it (`EVENT_FIELDS`) and as the events stream tells it
+    # (shared/contracts.py, `RecordedEvent`), each but for its profile, without its opening `[` or `{`
+    # (`placed` puts the profile in front)
     json_tail: bytes
     stream_tail: bytes
     fact: Fact | None  # what it adds to its profile's aggregates, if anything (facts.py)
@@ -87,14 +91,15 @@ class Placed:
 def placed(drafts: Sequence[Draft], per_outbox_row: int) -> Placed:
     """The placed drafts' events as JSON, and as the stream tells them (the `events` of an
     `EventsRecorded` entry) in arrays of at most `per_outbox_row` events."""
-    heads: dict[uuid.UUID, bytes] = {}  # a profile's opening, made once per profile
+    heads: dict[uuid.UUID, tuple[bytes, bytes]] = {}  # a profile's openings, made once per profile
     events, stream = [], []
     for draft in drafts:
         head = heads.get(draft.profile_id)
         if head is None:
-            head = heads[draft.profile_id] = b'{"profile_id":"%s",' % str(draft.profile_id).encode()
-        events.append(head + draft.json_tail)
-        stream.append(head + draft.stream_tail)
+            profile = str(draft.profile_id).encode()
+            head = heads[draft.profile_id] = (b'["%s",' % profile, b'{"profile_id":"%s",' % profile)
+        events.append(head[0] + draft.json_tail)
+        stream.append(head[1] + draft.stream_tail)
     chunks = [stream[i : i + per_outbox_row] for i in range(0, len(stream), per_outbox_row)]
     outbox = [(b"[" + b",".join(chunk) + b"]", len(chunk)) for chunk in chunks]
     return Placed(b"[" + b",".join(events) + b"]", outbox, list(heads))
@@ -188,19 +193,8 @@ def _json_tail(
     context: dict[str, Any],
     occurred_at: datetime,
 ) -> bytes:
-    # `default=str` writes the Decimals a contract-validated message may hold
-    json = orjson.dumps(
-        {
-            "id": event_id,
-            "message_id": message_id,
-            "type": kind,
-            "name": name,
-            "properties": properties,
-            "context": context,
-            "occurred_at": occurred_at,
-        },
-        default=str,
-    )
+    # `EVENT_FIELDS` after the profile; `default=str` writes the Decimals a contract-validated message may hold
+    json = orjson.dumps([event_id, message_id, kind, name, properties, context, occurred_at], default=str)
     return json[1:]
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from services.ingest.drafts import drafts_of, placed
+from services.ingest.drafts import EVENT_FIELDS, drafts_of, placed
 from services.ingest.facts import UNRESOLVED
 from services.ingest.schemas import GroupMessage, IdentifyMessage, PageMessage, TrackMessage
 from shared.contracts import RecordedEvent
@@ -37,7 +37,7 @@ def test_a_placed_drafts_json_is_its_event_on_its_profile():
     rows = placed([draft], 500)
     [event] = orjson.loads(rows.events)
 
-    assert event == {
+    assert dict(zip(EVENT_FIELDS, event, strict=True)) == {
         "id": draft.event_id,
         "profile_id": str(profile),
         "message_id": "m-1",
@@ -66,7 +66,7 @@ def test_placing_a_draft_gives_its_fact_and_consents_the_profile_and_a_retry_pla
         assert made[1].fact.profile_id == profile
         assert made[1].fact.kind == "login"
         events = orjson.loads(placed(made, 500).events)
-        assert {e["profile_id"] for e in events} == {str(profile)}
+        assert {e[EVENT_FIELDS.index("profile_id")] for e in events} == {str(profile)}
 
 
 def test_placed_drafts_go_to_the_outbox_as_the_stream_tells_them_a_few_to_a_row():
