@@ -193,7 +193,7 @@ def _json_tail(
     context: dict[str, Any],
     occurred_at: datetime,
 ) -> bytes:
-    # `EVENT_FIELDS` after the profile; `default=str` writes the Decimals a contract-validated message may hold
+    # `EVENT_FIELDS` after the profile; `default=str` writes the Decimals a validated message may hold
     json = orjson.dumps([event_id, message_id, kind, name, properties, context, occurred_at], default=str)
     return json[1:]
 
