@@ -38,10 +38,9 @@ _BY_POSITION = """        WITH input AS (  -- [profile_id, id, message_id, type,
 
 
 def _rewrite_store_batch(old: str, new: str) -> None:
-    definition: str = (
-        op.get_bind().exec_driver_sql("SELECT pg_get_functiondef('ingest.store_batch'::regproc)").scalar()
-    )
-    assert definition.count(old) == 1, old
+    bind = op.get_bind()
+    definition = bind.exec_driver_sql("SELECT pg_get_functiondef('ingest.store_batch'::regproc)").scalar()
+    assert isinstance(definition, str) and definition.count(old) == 1, old
     op.execute(definition.replace(old, new))  # CREATE OR REPLACE FUNCTION, the same signature
 
 
