@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from uuid_utils.compat import uuid7
+import uuid_utils
+from asyncpg.pgproto.pgproto import UUID as DriverUUID
 
 USER_ID = "user_id"
 ANONYMOUS_ID = "anonymous_id"
@@ -49,12 +50,19 @@ class Plan:
     traits: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
 
 
+def new_profile_id() -> uuid.UUID:
+    """A time-ordered id (version 7), as event ids are, as asyncpg's UUID: a `uuid.UUID` whose hash is
+    C code (~50 ns, the stdlib's ~100 ns in Python), as the ids the database returns are. A batch hashes
+    each profile id ~9 times an event. Made from uuid_utils' bytes: ~0.25 us, its `compat.uuid7` ~1.4."""
+    return DriverUUID(uuid_utils.uuid7().bytes)
+
+
 class Resolver:
     def __init__(
         self,
         known: dict[Key, uuid.UUID],
         users: dict[uuid.UUID, str | None],
-        new_id: Callable[[], uuid.UUID] = uuid7,  # time-ordered, as event ids (service.py)
+        new_id: Callable[[], uuid.UUID] = new_profile_id,
     ) -> None:
         self._profile_of = dict(known)
         self._user_of = dict(users)

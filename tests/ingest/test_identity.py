@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from services.ingest.identity import ANONYMOUS_ID, USER_ID, Ids, Resolver
+from services.ingest.identity import ANONYMOUS_ID, USER_ID, Ids, Resolver, new_profile_id
 from tests.ingest.conftest import events_of, identities_of, profiles_of, track
 
 
@@ -85,6 +85,13 @@ async def test_an_anonymous_id_of_one_user_does_not_swallow_another_user(client,
 
 
 # -- the resolver alone, without a database ------------------------------------------------------
+
+
+def test_new_profile_ids_are_time_ordered_uuids_equal_to_the_stdlibs():
+    first = new_profile_id()
+    assert isinstance(first, uuid.UUID) and first.version == 7  # time-ordered, as event ids
+    same = uuid.UUID(str(first))
+    assert first == same and hash(first) == hash(same) and {first: 1}[same] == 1
 
 
 def test_resolver_links_ids_seen_together_in_one_batch():
