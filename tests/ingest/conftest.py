@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -14,9 +15,11 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from services.ingest.drafts import Draft, drafts_of
 from services.ingest.main import create_app
 from services.ingest.models import Event, Identity, OutboxBatch, Profile
 from services.ingest.relay import drain_outbox
+from services.ingest.schemas import TrackMessage
 from shared.contracts import EventRecorded, EventsRecorded, decode, recorded_events
 from shared.db import session_scope
 from shared.testing.fixtures import serve
@@ -80,3 +83,24 @@ async def published(db, redis, stream: str = "dasi:events") -> list[EventRecorde
 
 def track(event: str = "Product Viewed", **fields: Any) -> dict[str, Any]:
     return {"type": "track", "event": event, "properties": {"product": "수분크림", "price": 28000}, **fields}
+
+
+def track_drafts(
+    *message_ids: str,
+    user: str = "member-1",
+    received_at: datetime = datetime(2026, 11, 23, 12, 0, tzinfo=UTC),
+) -> list[Draft]:
+    """One request's drafts, as the route makes them: a track of a product view a messageId."""
+    messages = [
+        TrackMessage.model_validate(
+            {
+                "type": "track",
+                "userId": user,
+                "event": "Product Viewed",
+                "messageId": message_id,
+                "properties": {"product_id": "P1", "name": "수분크림"},
+            }
+        )
+        for message_id in message_ids
+    ]
+    return drafts_of(messages, received_at=received_at)

@@ -8,34 +8,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.ingest import repository, service
-from services.ingest.drafts import Draft, drafts_of
-from services.ingest.schemas import TrackMessage
+from services.ingest.drafts import Draft
 from shared.db import driver_transaction
-from tests.ingest.conftest import events_of
+from tests.ingest.conftest import events_of, track_drafts
 
-NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # when track_drafts were received
 
 
 @dataclass(frozen=True)
 class _Claim:
     message_id: str
     made_at: float | None = None
-
-
-def _drafts(*message_ids: str, user: str = "member-7") -> list[Draft]:
-    messages = [
-        TrackMessage.model_validate(
-            {
-                "type": "track",
-                "userId": user,
-                "event": "Product Added",
-                "messageId": message_id,
-                "properties": {"product_id": "P7", "name": "한우 선물세트", "price": 89000, "quantity": 1},
-            }
-        )
-        for message_id in message_ids
-    ]
-    return drafts_of(messages, received_at=NOW)
 
 
 async def _record(db, workspace, parts: list[list[Draft]]) -> list[tuple[int, int]]:
@@ -48,16 +31,16 @@ async def _record(db, workspace, parts: list[list[Draft]]) -> list[tuple[int, in
 
 async def test_a_resent_request_beside_new_ones_counts_its_repeats_and_the_others_are_stored(db, shop):
     store = shop.workspace
-    assert await _record(db, store, [_drafts("x1", "x2", "x3")]) == [(3, 0)]
+    assert await _record(db, store, [track_drafts("x1", "x2", "x3")]) == [(3, 0)]
 
     counts = await _record(
         db,
         store,
         [
-            _drafts("a1", "a2"),
-            _drafts("x1", "x2"),  # an SDK's resend: every messageId a repeat
-            _drafts("c1", "x3", user="member-8"),  # one new, one a repeat
-            _drafts("d1", "a1"),  # a1 again, from this same transaction
+            track_drafts("a1", "a2"),
+            track_drafts("x1", "x2"),  # an SDK's resend: every messageId a repeat
+            track_drafts("c1", "x3", user="member-8"),  # one new, one a repeat
+            track_drafts("d1", "a1"),  # a1 again, from this same transaction
         ],
     )
 
@@ -68,8 +51,8 @@ async def test_a_resent_request_beside_new_ones_counts_its_repeats_and_the_other
 
 async def test_many_small_requests_share_parts_and_each_counts_its_own_repeats(db, shop):
     store = shop.workspace
-    assert await _record(db, store, [_drafts("m3", "m17")]) == [(2, 0)]
-    requests = [_drafts(f"m{i}") for i in range(80)]  # 80 single-message requests (/v1/track)
+    assert await _record(db, store, [track_drafts("m3", "m17")]) == [(2, 0)]
+    requests = [track_drafts(f"m{i}") for i in range(80)]  # 80 single-message requests (/v1/track)
 
     counts = await _record(db, store, requests)
 

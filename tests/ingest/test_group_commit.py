@@ -12,28 +12,10 @@ import pytest
 from asyncpg.transaction import Transaction
 
 from services.ingest import service
-from services.ingest.drafts import Draft, drafts_of
 from services.ingest.group_commit import GroupCommit
-from services.ingest.schemas import TrackMessage
-from tests.ingest.conftest import events_of
+from tests.ingest.conftest import events_of, track_drafts
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-def _drafts(*message_ids: str, user: str = "member-1") -> list[Draft]:
-    messages = [
-        TrackMessage.model_validate(
-            {
-                "type": "track",
-                "userId": user,
-                "event": "Product Viewed",
-                "messageId": message_id,
-                "properties": {"product_id": "P1", "name": "수분크림"},
-            }
-        )
-        for message_id in message_ids
-    ]
-    return drafts_of(messages, received_at=NOW)
 
 
 @pytest.fixture
@@ -54,9 +36,9 @@ async def test_requests_that_gather_share_a_transaction(db, shop, transactions):
     group = GroupCommit(db)
     store = shop.workspace
     first, second, third = await asyncio.gather(
-        group.record(store.id, store.timezone, _drafts("a1", "a2"), NOW),
-        group.record(store.id, store.timezone, _drafts("b1", "a1"), NOW),  # a1 again: a duplicate
-        group.record(store.id, store.timezone, _drafts("c1", "c1", "c2"), NOW),  # c1 twice
+        group.record(store.id, store.timezone, track_drafts("a1", "a2"), NOW),
+        group.record(store.id, store.timezone, track_drafts("b1", "a1"), NOW),  # a1 again: a duplicate
+        group.record(store.id, store.timezone, track_drafts("c1", "c1", "c2"), NOW),  # c1 twice
     )
     assert transactions == [[2], [2, 3]]  # the first went at once, the others gathered behind it
     assert (first.accepted, first.duplicates) == (2, 0)
@@ -102,7 +84,7 @@ def _sender(group: GroupCommit, store) -> Callable[[str, str], asyncio.Task]:
 
     def send(message_id: str, user: str) -> asyncio.Task:
         return asyncio.create_task(
-            group.record(store.id, store.timezone, _drafts(message_id, user=user), NOW)
+            group.record(store.id, store.timezone, track_drafts(message_id, user=user), NOW)
         )
 
     return send
@@ -113,10 +95,10 @@ async def test_with_nothing_waiting_a_request_need_not_wait_for_a_commit(db, sho
     first_committing, let_it_commit = _slow_first_commit(monkeypatch)
     group = GroupCommit(db)
     store = shop.workspace
-    first = asyncio.create_task(group.record(store.id, store.timezone, _drafts("a1"), NOW))
+    first = asyncio.create_task(group.record(store.id, store.timezone, track_drafts("a1"), NOW))
     await first_committing.wait()
 
-    second = group.record(store.id, store.timezone, _drafts("b1", user="member-2"), NOW)
+    second = group.record(store.id, store.timezone, track_drafts("b1", user="member-2"), NOW)
     assert (await asyncio.wait_for(second, timeout=10)).accepted == 1
     assert not first.done()
     let_it_commit.set()
@@ -159,10 +141,10 @@ async def test_a_failing_request_fails_alone(db, shop, monkeypatch, transactions
     group = GroupCommit(db)
     store = shop.workspace
     results = await asyncio.gather(
-        group.record(store.id, store.timezone, _drafts("a1"), NOW),
-        group.record(store.id, store.timezone, _drafts("b1"), NOW),
-        group.record(store.id, store.timezone, _drafts("poison"), NOW),
-        group.record(store.id, store.timezone, _drafts("c1"), NOW),
+        group.record(store.id, store.timezone, track_drafts("a1"), NOW),
+        group.record(store.id, store.timezone, track_drafts("b1"), NOW),
+        group.record(store.id, store.timezone, track_drafts("poison"), NOW),
+        group.record(store.id, store.timezone, track_drafts("c1"), NOW),
         return_exceptions=True,
     )
     assert [type(r).__name__ for r in results] == ["Recorded", "Recorded", "RuntimeError", "Recorded"]
@@ -176,10 +158,10 @@ async def test_workspaces_never_share_a_transaction(db, make_workspace, transact
         (await make_workspace("다른 스토어")).workspace,
     )
     await asyncio.gather(
-        group.record(one.id, one.timezone, _drafts("a1"), NOW),
-        group.record(other.id, other.timezone, _drafts("b1"), NOW),
-        group.record(one.id, one.timezone, _drafts("a2"), NOW),
-        group.record(other.id, other.timezone, _drafts("b2"), NOW),
+        group.record(one.id, one.timezone, track_drafts("a1"), NOW),
+        group.record(other.id, other.timezone, track_drafts("b1"), NOW),
+        group.record(one.id, one.timezone, track_drafts("a2"), NOW),
+        group.record(other.id, other.timezone, track_drafts("b2"), NOW),
     )
     assert sorted(transactions) == [[1], [1], [1], [1]]  # each workspace: one at once, one gathered
     assert sorted(e.message_id for e in await events_of(db, one.id)) == ["a1", "a2"]
@@ -190,7 +172,7 @@ async def test_a_transaction_takes_at_most_max_events(db, shop, transactions):
     group = GroupCommit(db, max_events=3)
     store = shop.workspace
     await asyncio.gather(
-        *(group.record(store.id, store.timezone, _drafts(f"m{i}a", f"m{i}b"), NOW) for i in range(4))
+        *(group.record(store.id, store.timezone, track_drafts(f"m{i}a", f"m{i}b"), NOW) for i in range(4))
     )
     assert transactions == [[2], [2], [2], [2]]  # two requests would make 4 events
 
